@@ -1,0 +1,52 @@
+# The native local stack and everything around it. `make help` lists the targets.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.DEFAULT_GOAL := help
+.PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+
+$(STAMP): requirements.txt requirements-dev.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	touch $@
+
+venv: $(STAMP) ## make the virtual environment at .venv
+
+up: venv ## install what is missing, start infra and the emulator, print the endpoints
+	$(PY) -m infra up
+
+down: ## stop everything the stack started
+	@test -x $(PY) && $(PY) -m infra down || true
+
+status: venv ## what runs and where
+	$(PY) -m infra status
+
+logs: venv ## follow the stack's logs
+	$(PY) -m infra logs
+
+env: venv ## the endpoints as shell assignments: eval "$$(make -s env)"
+	@$(PY) -m infra env
+
+test: venv ## unit, integration and e2e tests; starts what they need, leaves nothing running
+	$(PY) -m infra test
+
+test-unit: venv ## fast tests, no services
+	$(PY) -m pytest -m unit -q
+
+lint: venv ## ruff
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+fmt: venv ## ruff format
+	$(VENV)/bin/ruff format .
+	$(VENV)/bin/ruff check --fix .
+
+demo: up ## the main job: bring the stack up and run the demo scenario
+	$(PY) -m emulator.demo

@@ -1,0 +1,116 @@
+"""Every endpoint, port, name and knob of the system, read from the environment in one place.
+
+The defaults run the native local stack; in AWS or LocalStack the template sets the variables.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+REPO_ROOT = Path(__file__).resolve().parents[3]
+
+
+def _env(name: str, default: str) -> str:
+    value = os.environ.get(name)
+    return value if value not in (None, "") else default
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env(name, str(default)))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env(name, str(default)))
+
+
+def port_offset() -> int:
+    """Shifts every default port, so that several stacks (a developer's, the tests') can coexist."""
+    return _env_int("CONSIM_PORT_OFFSET", 0)
+
+
+def _port(name: str, base: int) -> int:
+    return _env_int(name, base + port_offset())
+
+
+def _default_state_dir() -> str:
+    offset = port_offset()
+    root = REPO_ROOT / ".local"
+    return str(root if offset == 0 else root / f"stack-{offset}")
+
+
+@dataclass(frozen=True)
+class Settings:
+    # Where the native stack keeps its data, logs and generated secrets (git-ignored).
+    state_dir: Path = field(
+        default_factory=lambda: Path(_env("CONSIM_STATE_DIR", _default_state_dir()))
+    )
+
+    gateway_host: str = field(default_factory=lambda: _env("GATEWAY_HOST", "127.0.0.1"))
+    gateway_port: int = field(default_factory=lambda: _port("GATEWAY_PORT", 3000))
+
+    kafka_bootstrap: str = field(
+        default_factory=lambda: _env("KAFKA_BOOTSTRAP", f"127.0.0.1:{_port('KAFKA_PORT', 9092)}")
+    )
+    kafka_controller_port: int = field(default_factory=lambda: _port("KAFKA_CONTROLLER_PORT", 9093))
+    payment_events_topic: str = field(
+        default_factory=lambda: _env("PAYMENT_EVENTS_TOPIC", "payment-events")
+    )
+    dead_letter_topic: str = field(
+        default_factory=lambda: _env("DEAD_LETTER_TOPIC", "payment-events-dlq")
+    )
+
+    postgres_host: str = field(default_factory=lambda: _env("POSTGRES_HOST", "127.0.0.1"))
+    postgres_port: int = field(default_factory=lambda: _port("POSTGRES_PORT", 5432))
+    database_url: str = field(
+        default_factory=lambda: _env(
+            "DATABASE_URL",
+            "postgresql://consim:consim@{}:{}/consim".format(
+                _env("POSTGRES_HOST", "127.0.0.1"), _port("POSTGRES_PORT", 5432)
+            ),
+        )
+    )
+
+    dynamodb_endpoint: str = field(
+        default_factory=lambda: _env(
+            "DYNAMODB_ENDPOINT", f"http://127.0.0.1:{_port('DYNAMODB_PORT', 8000)}"
+        )
+    )
+    xray_endpoint: str = field(
+        default_factory=lambda: _env(
+            "XRAY_ENDPOINT", f"http://127.0.0.1:{_port('MOTO_PORT', 5000)}"
+        )
+    )
+    xray_daemon_address: str = field(
+        default_factory=lambda: _env(
+            "AWS_XRAY_DAEMON_ADDRESS", f"127.0.0.1:{_port('XRAY_DAEMON_PORT', 2000)}"
+        )
+    )
+    aws_region: str = field(
+        default_factory=lambda: _env("AWS_REGION", _env("AWS_DEFAULT_REGION", "us-east-1"))
+    )
+
+    provider_url: str = field(
+        default_factory=lambda: _env(
+            "PROVIDER_URL", f"http://127.0.0.1:{_port('GATEWAY_PORT', 3000)}/providers"
+        )
+    )
+    provider_admin_token: str = field(
+        default_factory=lambda: _env("PROVIDER_ADMIN_TOKEN", "consim-local")
+    )
+
+    table_prefix: str = field(default_factory=lambda: _env("TABLE_PREFIX", "consim-"))
+
+    @property
+    def api_url(self) -> str:
+        return _env("API_URL", f"http://{self.gateway_host}:{self.gateway_port}")
+
+    def table(self, name: str) -> str:
+        """The physical name of a DynamoDB table ("idempotency" -> "consim-idempotency")."""
+        return _env(f"{name.upper()}_TABLE", f"{self.table_prefix}{name}")
+
+
+def settings() -> Settings:
+    """Read the environment now (tests change it between calls)."""
+    return Settings()
