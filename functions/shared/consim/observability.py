@@ -1,0 +1,377 @@
+"""Logs, traces and metrics for every function: the one place the tracing library is named.
+
+Use it like this in a handler module::
+
+    from consim.observability import annotate, logger, metrics, observed, tracer
+
+    @observed                       # logger context + "## handler" subsegment + EMF flush
+    def handler(event, context):
+        ...
+
+    annotate(payment_id=..., account_id=...)   # X-Ray annotations and log keys
+    count(PAYMENTS_ACCEPTED)                     # EMF, namespace ConcurrencySimulator
+    with sql_subsegment("append"):               # a Postgres call as a remote subsegment
+        ...
+    with kafka_subsegment("produce", topic):
+        headers = [("X-Amzn-Trace-Id", kafka_trace_header().encode())]
+    current_trace_id()                           # "1-..." for an event's metadata
+
+In a Kafka consumer, wrap the work of each record::
+
+    with continue_trace(record_header_value):
+        ...
+
+How a trace crosses Kafka
+-------------------------
+Lambda starts a fresh trace for each invocation of a Kafka event source mapping, and the
+X-Ray SDK inside Lambda only ever sees a read-only *facade* segment built from
+``_X_AMZN_TRACE_ID``. A batch holds records of many payments, so the invocation's trace cannot
+be the payment's trace. For each record, ``continue_trace`` therefore:
+
+1. makes a segment of its own (name = the service, origin ``AWS::Lambda::Function``) in the
+   record's trace, whose parent is the producer's Kafka subsegment named in the header;
+2. points the SDK's context at that segment while the block runs, so every subsegment opened
+   inside (boto3, HTTP, SQL, Kafka) lands in the payment's trace under it; the SDK's own Lambda
+   context is subclassed for this rather than rewriting ``_X_AMZN_TRACE_ID``, and the
+   invocation's open subsegments (the ``## handler`` one) are put back afterwards;
+3. sends the segment when the block ends, with the invocation's trace and segment ids under
+   the ``invocation`` metadata (and annotation ``invocation_trace_id``) as the link back to the
+   Lambda invocation that ran it.
+
+Records are processed one at a time on the handler's thread (the context is thread-local).
+
+Postgres: aws-xray-sdk's psycopg 3 patcher wraps ``psycopg.connect`` and the pool's
+``_connect`` in a proxy and records only ``cursor().execute``: ``connection.execute`` and
+transactions stay invisible and pooled connections get proxied. It is not applied; Postgres
+calls are recorded with ``sql_subsegment`` instead, one named subsegment per store operation.
+
+Outside Lambda (tests, tools) Powertools disables tracing and every helper here is a no-op;
+``POWERTOOLS_TRACE_DISABLED=true`` does the same inside Lambda.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import os
+import threading
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from aws_lambda_powertools import Logger, Metrics, Tracer
+from aws_lambda_powertools.metrics import MetricUnit
+from aws_xray_sdk import global_sdk_config
+from aws_xray_sdk.core import xray_recorder
+from aws_xray_sdk.core.lambda_launcher import LambdaContext
+from aws_xray_sdk.core.models.facade_segment import FacadeSegment
+from aws_xray_sdk.core.models.segment import Segment
+from aws_xray_sdk.core.models.trace_header import TraceHeader
+
+from consim.config import settings
+
+__all__ = [
+    "METRICS_NAMESPACE",
+    "NOTIFICATIONS_FAILED",
+    "NOTIFICATIONS_SENT",
+    "PAYMENTS_ACCEPTED",
+    "PAYMENTS_AUTHORIZED",
+    "PAYMENTS_DECLINED",
+    "PAYMENTS_FAILED",
+    "PAYMENTS_REJECTED",
+    "PROVIDER_LATENCY",
+    "RESERVATION_CONFLICTS",
+    "TRACE_HEADER",
+    "MetricUnit",
+    "annotate",
+    "continue_trace",
+    "count",
+    "current_trace_header",
+    "current_trace_id",
+    "kafka_subsegment",
+    "kafka_trace_header",
+    "latency_ms",
+    "logger",
+    "metrics",
+    "observed",
+    "remote_subsegment",
+    "sql_subsegment",
+    "timed",
+    "tracer",
+]
+
+TRACE_HEADER = "X-Amzn-Trace-Id"
+METRICS_NAMESPACE = "ConcurrencySimulator"
+
+PAYMENTS_ACCEPTED = "PaymentsAccepted"
+PAYMENTS_REJECTED = "PaymentsRejected"
+PAYMENTS_AUTHORIZED = "PaymentsAuthorized"
+PAYMENTS_DECLINED = "PaymentsDeclined"
+PAYMENTS_FAILED = "PaymentsFailed"
+RESERVATION_CONFLICTS = "ReservationConflicts"
+PROVIDER_LATENCY = "ProviderLatency"
+NOTIFICATIONS_SENT = "NotificationsSent"
+NOTIFICATIONS_FAILED = "NotificationsFailed"
+
+SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "consim"
+
+# Libraries whose calls become subsegments by themselves. botocore covers boto3 (DynamoDB);
+# httplib covers urllib3 and so requests too, without doubling botocore's calls (the SDK skips
+# botocore's connections). psycopg is left out on purpose, see the module docstring.
+_PATCHED = ("botocore", "requests", "httplib", "httpx")
+
+
+class _RecordAwareLambdaContext(LambdaContext):
+    """The SDK's Lambda context, which can be pointed at another trace for a while.
+
+    The stock context rebuilds its facade from ``_X_AMZN_TRACE_ID`` whenever the trace id
+    differs; with an override set, the override's header wins instead.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._override = threading.local()
+
+    def push(self, header: TraceHeader) -> tuple[Any, list[Any]]:
+        saved = (getattr(self._local, "segment", None), list(getattr(self._local, "entities", [])))
+        self._override.header = header
+        self._initialize_context(header)
+        return saved
+
+    def pop(self, saved: tuple[Any, list[Any]]) -> None:
+        self._override.header = None
+        segment, entities = saved
+        self._local.segment = segment
+        self._local.entities = entities
+
+    def _refresh_context(self) -> None:
+        header = getattr(self._override, "header", None)
+        if header is None:
+            super()._refresh_context()
+            return
+        segment = getattr(self._local, "segment", None)
+        if segment is None or segment.trace_id != header.root:
+            self._initialize_context(header)
+
+
+def _in_lambda() -> bool:
+    return bool(os.environ.get("LAMBDA_TASK_ROOT"))
+
+
+def _installed(module: str) -> bool:
+    return importlib.util.find_spec("http.client" if module == "httplib" else module) is not None
+
+
+def _configure_recorder() -> None:
+    options: dict[str, Any] = {
+        "daemon_address": settings().xray_daemon_address,
+        "context_missing": "IGNORE_ERROR",
+    }
+    if _in_lambda():
+        options["context"] = _RecordAwareLambdaContext()
+    xray_recorder.configure(**options)
+
+
+_configure_recorder()
+
+logger = Logger(service=SERVICE)
+tracer = Tracer(service=SERVICE, patch_modules=[name for name in _PATCHED if _installed(name)])
+metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE)
+
+
+def _tracing_on() -> bool:
+    return global_sdk_config.sdk_enabled() and not tracer.disabled
+
+
+def observed(handler: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a Lambda handler: log context (cold start, request id), a handler subsegment, EMF."""
+
+    # A plain function in front, so that callables without a __name__ (a Chalice app) work too.
+    def wrapped(event: Any, context: Any) -> Any:
+        return handler(event, context)
+
+    wrapped.__name__ = getattr(handler, "__name__", "handler")
+    wrapped.__doc__ = getattr(handler, "__doc__", None)
+
+    traced = tracer.capture_lambda_handler(wrapped)
+    logged = logger.inject_lambda_context(traced, clear_state=True)
+    return metrics.log_metrics(logged, capture_cold_start_metric=True)
+
+
+# Annotations and log keys --------------------------------------------------------------------
+
+_record_segment = threading.local()
+
+
+def _annotatable() -> Any:
+    """The entity an annotation can go on now: never the read-only Lambda facade."""
+    entity = xray_recorder.get_trace_entity()
+    if entity is None or isinstance(entity, FacadeSegment) or not entity.sampled:
+        return getattr(_record_segment, "segment", None)
+    return entity
+
+
+def annotate(**values: str | int | float | bool | None) -> None:
+    """Annotate the current trace entity (searchable in X-Ray) and add the keys to every log."""
+    present = {key: value for key, value in values.items() if value is not None}
+    logger.append_keys(**present)
+    if not _tracing_on():
+        return
+    entity = _annotatable()
+    segment = getattr(_record_segment, "segment", None)
+    for key, value in present.items():
+        if entity is not None:
+            entity.put_annotation(key, value)
+        # The record's own segment carries them too: that is the node a search lands on.
+        if segment is not None and segment is not entity:
+            segment.put_annotation(key, value)
+
+
+# Trace headers -------------------------------------------------------------------------------
+
+
+def current_trace_id() -> str | None:
+    """The X-Ray trace id ("1-...") the current work belongs to, or None when untraced."""
+    if _tracing_on():
+        entity = xray_recorder.get_trace_entity()
+        if entity is not None and getattr(entity, "trace_id", None):
+            return entity.trace_id
+    header = TraceHeader.from_header_str(os.environ.get("_X_AMZN_TRACE_ID"))
+    return header.root
+
+
+def current_trace_header() -> str | None:
+    """Root, parent (the current segment or subsegment) and sampling, as one header string."""
+    if _tracing_on():
+        entity = xray_recorder.get_trace_entity()
+        if entity is not None and getattr(entity, "trace_id", None):
+            sampled = 1 if entity.sampled else 0
+            return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
+    return os.environ.get("_X_AMZN_TRACE_ID") or None
+
+
+def kafka_trace_header() -> str | None:
+    """The value for a produced record's ``X-Amzn-Trace-Id`` header (call it inside the
+    produce subsegment, so the consumer's segment hangs under that subsegment)."""
+    return current_trace_header()
+
+
+@contextlib.contextmanager
+def continue_trace(header: str | bytes | None) -> Iterator[str | None]:
+    """Run the block in the trace named by a Kafka record's header; yields that trace id."""
+    if isinstance(header, bytes):
+        header = header.decode("utf-8", "replace")
+    parsed = TraceHeader.from_header_str(header)
+    if not parsed.root:
+        yield current_trace_id()
+        return
+
+    logger.append_keys(trace_id=parsed.root)
+    try:
+        if not _tracing_on() or parsed.sampled == 0:
+            yield parsed.root
+            return
+        with _segment_in_trace(parsed):
+            yield parsed.root
+    finally:
+        logger.remove_keys(["trace_id"])
+
+
+@contextlib.contextmanager
+def _segment_in_trace(parsed: TraceHeader) -> Iterator[None]:
+    context = xray_recorder.context
+    if not isinstance(context, _RecordAwareLambdaContext):
+        # Not under Lambda: the recorder may own segments itself.
+        xray_recorder.begin_segment(
+            name=SERVICE, traceid=parsed.root, parent_id=parsed.parent, sampling=1
+        )
+        try:
+            yield
+        finally:
+            xray_recorder.end_segment()
+        return
+
+    invocation = context.get_trace_entity()
+    segment = Segment(name=SERVICE, traceid=parsed.root, parent_id=parsed.parent, sampled=True)
+    segment.origin = "AWS::Lambda::Function"
+    if invocation is not None and getattr(invocation, "trace_id", None):
+        segment.put_metadata(
+            "invocation",
+            {"trace_id": invocation.trace_id, "segment_id": invocation.id},
+            "consim",
+        )
+        segment.put_annotation("invocation_trace_id", invocation.trace_id)
+
+    saved = context.push(TraceHeader(root=parsed.root, parent=segment.id, sampled=1))
+    _record_segment.segment = segment
+    try:
+        yield
+    except Exception as error:
+        segment.add_fault_flag()
+        segment.add_exception(error, [], remote=False)
+        raise
+    finally:
+        _record_segment.segment = None
+        context.pop(saved)
+        segment.close()
+        xray_recorder.emitter.send_entity(segment)
+
+
+# Remote calls without an auto-patcher --------------------------------------------------------
+
+
+@contextlib.contextmanager
+def remote_subsegment(name: str, operation: str, **metadata: Any) -> Iterator[Any]:
+    """A subsegment for a call to another system, named like X-Ray names remote nodes."""
+    if not _tracing_on():
+        yield None
+        return
+    with xray_recorder.in_subsegment(name, namespace="remote") as subsegment:
+        if subsegment is not None:
+            subsegment.put_annotation("operation", operation)
+            if metadata:
+                subsegment.put_metadata("call", metadata, "consim")
+        yield subsegment
+
+
+@contextlib.contextmanager
+def sql_subsegment(operation: str, statement: str | None = None) -> Iterator[Any]:
+    """A Postgres call (``append``, ``load_stream``, ...) as a subsegment with SQL metadata."""
+    with remote_subsegment("Postgres", operation) as subsegment:
+        if subsegment is not None:
+            sql: dict[str, Any] = {"database_type": "PostgreSQL", "driver_version": "psycopg 3"}
+            if statement:
+                sql["sanitized_query"] = statement
+            subsegment.set_sql(sql)
+        yield subsegment
+
+
+@contextlib.contextmanager
+def kafka_subsegment(operation: str, topic: str) -> Iterator[Any]:
+    """A Kafka produce (or other broker call) as a subsegment."""
+    with remote_subsegment("Kafka", operation, topic=topic) as subsegment:
+        if subsegment is not None:
+            subsegment.put_annotation("topic", topic)
+        yield subsegment
+
+
+# Metrics -------------------------------------------------------------------------------------
+
+
+def count(name: str, value: float = 1) -> None:
+    """Add to a counting metric (flushed as EMF when the handler returns)."""
+    metrics.add_metric(name=name, unit=MetricUnit.Count, value=value)
+
+
+def latency_ms(name: str, milliseconds: float) -> None:
+    metrics.add_metric(name=name, unit=MetricUnit.Milliseconds, value=milliseconds)
+
+
+@contextlib.contextmanager
+def timed(name: str) -> Iterator[None]:
+    """Record the block's wall time in milliseconds under ``name`` (e.g. PROVIDER_LATENCY)."""
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        latency_ms(name, (time.perf_counter() - started) * 1000)
