@@ -102,6 +102,26 @@ class Settings:
 
     table_prefix: str = field(default_factory=lambda: _env("TABLE_PREFIX", "consim-"))
 
+    # Notifications. The VAPID key is a PEM or a base64url raw P-256 key; when unset the stack
+    # generates one once and keeps it in the state dir (AWS must set it: Lambda has no such dir).
+    vapid_private_key: str = field(default_factory=lambda: _env("VAPID_PRIVATE_KEY", ""))
+    vapid_subject: str = field(
+        default_factory=lambda: _env("VAPID_SUBJECT", "mailto:notifications@consim.example")
+    )
+    # Native stack only: lets push endpoints and webhooks be plain http on the loopback interface.
+    allow_loopback_push: bool = field(
+        default_factory=lambda: _env("CONSIM_ALLOW_LOOPBACK_PUSH", "0") == "1"
+    )
+    push_ttl_seconds: int = field(default_factory=lambda: _env_int("PUSH_TTL_SECONDS", 3600))
+    notify_timeout_seconds: float = field(
+        default_factory=lambda: _env_float("NOTIFY_TIMEOUT_SECONDS", 2.0)
+    )
+    notify_max_attempts: int = field(default_factory=lambda: _env_int("NOTIFY_MAX_ATTEMPTS", 3))
+    notify_batch_budget_seconds: float = field(
+        default_factory=lambda: _env_float("NOTIFY_BATCH_BUDGET_SECONDS", 10.0)
+    )
+    notify_concurrency: int = field(default_factory=lambda: _env_int("NOTIFY_CONCURRENCY", 16))
+
     @property
     def api_url(self) -> str:
         return _env("API_URL", f"http://{self.gateway_host}:{self.gateway_port}")
