@@ -1,0 +1,1 @@
+"""A simulated third-party payment provider: its behaviour (knobs) and its ledger."""
