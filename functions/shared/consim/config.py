@@ -99,6 +99,16 @@ class Settings:
     provider_admin_token: str = field(
         default_factory=lambda: _env("PROVIDER_ADMIN_TOKEN", "consim-local")
     )
+    # How the processor talks to the provider: per-request timeout, attempts per instance
+    # (with exponential backoff from provider_backoff_ms), how long a health answer is trusted,
+    # and the typical response time above which the default counts as slow.
+    provider_timeout_ms: int = field(default_factory=lambda: _env_int("PROVIDER_TIMEOUT_MS", 1000))
+    provider_attempts: int = field(default_factory=lambda: _env_int("PROVIDER_ATTEMPTS", 3))
+    provider_backoff_ms: int = field(default_factory=lambda: _env_int("PROVIDER_BACKOFF_MS", 50))
+    provider_health_ttl_ms: int = field(
+        default_factory=lambda: _env_int("PROVIDER_HEALTH_TTL_MS", 1000)
+    )
+    provider_slow_ms: int = field(default_factory=lambda: _env_int("PROVIDER_SLOW_MS", 500))
 
     table_prefix: str = field(default_factory=lambda: _env("TABLE_PREFIX", "consim-"))
 
