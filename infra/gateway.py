@@ -1,0 +1,43 @@
+"""The emulator (emulator/, `python -m emulator serve`): the API gateway and the functions."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+from consim.config import REPO_ROOT
+
+from infra import processes
+from infra.environment import stack_env
+from infra.layout import host_port
+from infra.service import Port, Service
+
+
+def emulator_present() -> bool:
+    return (REPO_ROOT / "emulator" / "__main__.py").exists()
+
+
+class Emulator(Service):
+    name = "emulator"
+    start_timeout = 90.0
+
+    @property
+    def port(self) -> Port:
+        return Port(self.config.gateway_host, self.config.gateway_port)
+
+    @property
+    def extra_ports(self) -> list[Port]:
+        # The emulator also receives X-Ray segments on UDP, as the daemon would.
+        return [Port(*host_port(self.config.xray_daemon_address), proto="udp")]
+
+    @property
+    def endpoint(self) -> str:
+        return self.config.api_url
+
+    def marker(self) -> str:
+        return "emulator"
+
+    def launch(self) -> None:
+        env = {**os.environ, **stack_env(self.config, self.layout), "PYTHONUNBUFFERED": "1"}
+        argv = [sys.executable, "-m", "emulator", "serve"]
+        processes.spawn(argv, self.pid_file, self.log_file, env=env, cwd=REPO_ROOT)
