@@ -31,9 +31,11 @@ be the payment's trace. For each record, ``continue_trace`` therefore:
 1. makes a segment of its own (name = the service, origin ``AWS::Lambda::Function``) in the
    record's trace, whose parent is the producer's Kafka subsegment named in the header;
 2. points the SDK's context at that segment while the block runs, so every subsegment opened
-   inside (boto3, HTTP, SQL, Kafka) lands in the payment's trace under it; the SDK's own Lambda
-   context is subclassed for this rather than rewriting ``_X_AMZN_TRACE_ID``, and the
-   invocation's open subsegments (the ``## handler`` one) are put back afterwards;
+   inside (boto3, HTTP, SQL, Kafka) lands in the payment's trace under it (the SDK's Lambda
+   context is subclassed for this; the invocation's open subsegments, the ``## handler`` one,
+   are put back afterwards), and sets ``_X_AMZN_TRACE_ID`` to the record's trace for the
+   block too, so code that reads the variable (the event store's metadata, the log's
+   ``xray_trace_id``) sees the payment's trace, even with tracing disabled;
 3. sends the segment when the block ends, with the invocation's trace and segment ids under
    the ``invocation`` metadata (and annotation ``invocation_trace_id``) as the link back to the
    Lambda invocation that ran it.
@@ -114,6 +116,7 @@ NOTIFICATIONS_SENT = "NotificationsSent"
 NOTIFICATIONS_FAILED = "NotificationsFailed"
 
 SERVICE = os.environ.get("POWERTOOLS_SERVICE_NAME") or "consim"
+_LAMBDA_TRACE_ENV = "_X_AMZN_TRACE_ID"
 
 # Libraries whose calls become subsegments by themselves. botocore covers boto3 (DynamoDB);
 # httplib covers urllib3 and so requests too, without doubling botocore's calls (the SDK skips
@@ -236,7 +239,7 @@ def current_trace_id() -> str | None:
         entity = xray_recorder.get_trace_entity()
         if entity is not None and getattr(entity, "trace_id", None):
             return entity.trace_id
-    header = TraceHeader.from_header_str(os.environ.get("_X_AMZN_TRACE_ID"))
+    header = TraceHeader.from_header_str(os.environ.get(_LAMBDA_TRACE_ENV))
     return header.root
 
 
@@ -247,7 +250,7 @@ def current_trace_header() -> str | None:
         if entity is not None and getattr(entity, "trace_id", None):
             sampled = 1 if entity.sampled else 0
             return f"Root={entity.trace_id};Parent={entity.id};Sampled={sampled}"
-    return os.environ.get("_X_AMZN_TRACE_ID") or None
+    return os.environ.get(_LAMBDA_TRACE_ENV) or None
 
 
 def kafka_trace_header() -> str | None:
@@ -269,7 +272,8 @@ def continue_trace(header: str | bytes | None) -> Iterator[str | None]:
     logger.append_keys(trace_id=parsed.root)
     try:
         if not _tracing_on() or parsed.sampled == 0:
-            yield parsed.root
+            with _trace_env(header):
+                yield parsed.root
             return
         with _segment_in_trace(parsed):
             yield parsed.root
@@ -278,15 +282,34 @@ def continue_trace(header: str | bytes | None) -> Iterator[str | None]:
 
 
 @contextlib.contextmanager
+def _trace_env(header: str | None) -> Iterator[None]:
+    saved = os.environ.get(_LAMBDA_TRACE_ENV)
+    if header:
+        os.environ[_LAMBDA_TRACE_ENV] = header
+    try:
+        yield
+    finally:
+        if saved is None:
+            os.environ.pop(_LAMBDA_TRACE_ENV, None)
+        else:
+            os.environ[_LAMBDA_TRACE_ENV] = saved
+
+
+def _header_for(root: str, parent: str) -> str:
+    return f"Root={root};Parent={parent};Sampled=1"
+
+
+@contextlib.contextmanager
 def _segment_in_trace(parsed: TraceHeader) -> Iterator[None]:
     context = xray_recorder.context
     if not isinstance(context, _RecordAwareLambdaContext):
         # Not under Lambda: the recorder may own segments itself.
-        xray_recorder.begin_segment(
+        segment = xray_recorder.begin_segment(
             name=SERVICE, traceid=parsed.root, parent_id=parsed.parent, sampling=1
         )
         try:
-            yield
+            with _trace_env(_header_for(parsed.root, segment.id)):
+                yield
         finally:
             xray_recorder.end_segment()
         return
@@ -305,7 +328,8 @@ def _segment_in_trace(parsed: TraceHeader) -> Iterator[None]:
     saved = context.push(TraceHeader(root=parsed.root, parent=segment.id, sampled=1))
     _record_segment.segment = segment
     try:
-        yield
+        with _trace_env(_header_for(parsed.root, segment.id)):
+            yield
     except Exception as error:
         segment.add_fault_flag()
         segment.add_exception(error, [], remote=False)
