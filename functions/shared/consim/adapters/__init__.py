@@ -1,0 +1,1 @@
+"""Adapters: the event store (in memory, Postgres), the outbox, Kafka, DynamoDB."""

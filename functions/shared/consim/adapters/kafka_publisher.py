@@ -1,0 +1,76 @@
+"""Publishes committed events to the `payment-events` topic (kafka-python producer)."""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Sequence
+
+from kafka import KafkaProducer
+
+from .envelope import TRACE_HEADER, partition_key, to_envelope, trace_header_of
+from .event_store import EventPublisher, RecordedEvent
+
+logger = logging.getLogger(__name__)
+
+
+class KafkaEventPublisher(EventPublisher):
+    def __init__(self, bootstrap: str, topic: str, timeout: float = 5.0) -> None:
+        self._bootstrap = bootstrap
+        self._topic = topic
+        self._timeout = timeout
+        self._producer: KafkaProducer | None = None
+        self._lock = threading.Lock()
+
+    def _get_producer(self) -> KafkaProducer:
+        # Made on first use, so a function starts (and serves reads) while Kafka is down.
+        with self._lock:
+            if self._producer is None:
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self._bootstrap.split(","),
+                    acks="all",
+                    linger_ms=0,
+                    retries=3,
+                    request_timeout_ms=int(self._timeout * 1000),
+                    max_block_ms=int(self._timeout * 1000),
+                )
+            return self._producer
+
+    def publish(self, events: Sequence[RecordedEvent]) -> list[int]:
+        producer = self._get_producer()
+        futures = []
+        for event in events:
+            header = trace_header_of(event)
+            futures.append(
+                producer.send(
+                    self._topic,
+                    key=partition_key(event).encode(),
+                    value=json.dumps(to_envelope(event)).encode(),
+                    headers=[(TRACE_HEADER, header.encode())] if header else [],
+                )
+            )
+        producer.flush(timeout=self._timeout)
+
+        # Positions count as published only up to the first failure: the rest stay in the outbox.
+        published = []
+        for event, future in zip(events, futures, strict=True):
+            try:
+                future.get(timeout=self._timeout)
+            except Exception:
+                logger.exception("publishing event %s failed", event.event_id)
+                break
+            published.append(event.position)
+        return published
+
+    def ping(self) -> None:
+        """Raise unless a broker answers (for /health)."""
+        producer = self._get_producer()
+        if not producer.bootstrap_connected():
+            producer.partitions_for(self._topic)
+
+    def close(self) -> None:
+        with self._lock:
+            if self._producer is not None:
+                self._producer.close(timeout=self._timeout)
+                self._producer = None

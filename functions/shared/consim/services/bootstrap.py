@@ -1,0 +1,31 @@
+"""The composition root: the process-wide adapters, built once per execution environment."""
+
+from __future__ import annotations
+
+import os
+from functools import cache
+
+from consim.adapters.event_store import EventStore
+from consim.adapters.kafka_publisher import KafkaEventPublisher
+from consim.adapters.postgres_event_store import PostgresEventStore, open_pool
+from consim.config import settings
+
+
+@cache
+def kafka_publisher() -> KafkaEventPublisher:
+    config = settings()
+    return KafkaEventPublisher(config.kafka_bootstrap, config.payment_events_topic)
+
+
+@cache
+def event_store() -> PostgresEventStore:
+    """The Postgres event store, publishing to Kafka after each commit (the outbox fast path)."""
+    # One request at a time per Lambda environment; the benchmark and tests size it up.
+    max_size = int(os.environ.get("EVENT_STORE_POOL_SIZE", "4"))
+    return PostgresEventStore(
+        open_pool(settings().database_url, max_size=max_size), kafka_publisher()
+    )
+
+
+def store() -> EventStore:
+    return event_store()
