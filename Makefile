@@ -12,9 +12,9 @@ help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
-	test -x $(PY) || $(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt
-	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e .
+	test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
+	$(PY) -m pip install -q --disable-pip-version-check -r requirements-dev.txt >&2
+	$(PY) -m pip install -q --disable-pip-version-check --no-deps -e . >&2
 	touch $@
 
 venv: $(STAMP) ## make the virtual environment at .venv
@@ -22,8 +22,8 @@ venv: $(STAMP) ## make the virtual environment at .venv
 up: venv ## install what is missing, start infra and the emulator, print the endpoints
 	$(PY) -m infra up
 
-down: ## stop everything the stack started
-	@test -x $(PY) && $(PY) -m infra down || true
+down: ## stop everything the stack started (the data stays)
+	@if test -x $(PY); then $(PY) -m infra down; else echo "no .venv: nothing can be running"; fi
 
 status: venv ## what runs and where
 	$(PY) -m infra status
@@ -34,11 +34,18 @@ logs: venv ## follow the stack's logs
 env: venv ## the endpoints as shell assignments: eval "$$(make -s env)"
 	@$(PY) -m infra env
 
+# ARGS go to pytest, e.g. make test ARGS="-k kafka -x"
 test: venv ## unit, integration and e2e tests; starts what they need, leaves nothing running
-	$(PY) -m infra test
+	$(PY) -m infra test $(ARGS)
 
 test-unit: venv ## fast tests, no services
-	$(PY) -m pytest -m unit -q
+	$(PY) -m pytest -m unit -q $(ARGS)
+
+test-integration: venv ## tests against the real services (a throwaway stack)
+	$(PY) -m infra test -m integration $(ARGS)
+
+test-e2e: venv ## tests through HTTP, like a user (a throwaway stack)
+	$(PY) -m infra test -m e2e $(ARGS)
 
 lint: venv ## ruff
 	$(VENV)/bin/ruff check .

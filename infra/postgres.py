@@ -60,15 +60,14 @@ def install() -> Path:
         raise InstallError("PostgreSQL is missing: run `sudo apt-get install -y postgresql`")
     console.step("installing PostgreSQL from Debian's packages (apt-get)")
     # No system-wide `main` cluster: this stack runs its own, and that one would take port 5432.
-    createcluster = Path("/etc/postgresql-common/createcluster.conf")
-    if not createcluster.exists():
-        createcluster.parent.mkdir(parents=True, exist_ok=True)
-        createcluster.write_text("create_main_cluster = false\n")
+    # Debian's createcluster.conf reads the drop-in folder, so no packaged file is edited.
+    dropin = Path("/etc/postgresql-common/createcluster.d/consim-no-main-cluster.conf")
+    dropin.parent.mkdir(parents=True, exist_ok=True)
+    dropin.write_text("create_main_cluster = false\n")
     env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
-    keep_ours = ["-o", "Dpkg::Options::=--force-confdef", "-o", "Dpkg::Options::=--force-confold"]
     for argv in (
         ["apt-get", "update", "-q"],
-        ["apt-get", "install", "-y", "-q", *keep_ours, "postgresql"],
+        ["apt-get", "install", "-y", "-q", "postgresql"],
     ):
         result = subprocess.run(argv, env=env, capture_output=True, text=True)
         if result.returncode != 0:

@@ -47,7 +47,8 @@ def spawn(
     log_file.parent.mkdir(parents=True, exist_ok=True)
     pid_file.parent.mkdir(parents=True, exist_ok=True)
     with open(log_file, "ab") as log:
-        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {' '.join(argv)}\n".encode())
+        shown = " ".join(a if len(a) < 200 else f"<{len(a)} chars>" for a in argv)
+        log.write(f"\n=== {time.strftime('%Y-%m-%d %H:%M:%S')} start: {shown}\n".encode())
         log.flush()
         process = subprocess.Popen(
             list(argv),
