@@ -1,0 +1,40 @@
+"""From a batch of Kafka records to the notifications it calls for."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from consim.domain.notifications import Notification, notification_from_envelope, status_of
+from consim.observability import annotate, continue_trace, logger
+
+from .records import KafkaRecord
+
+# The amount and currency of a payment, given its id (they never change once requested).
+PaymentFacts = Callable[[str], tuple[int, str]]
+
+
+def notifications_of(records: Iterable[KafkaRecord], facts: PaymentFacts) -> list[Notification]:
+    """One notification per status-changing event, in record order; other events are skipped.
+
+    The final events do not repeat the amount: it comes from the `PaymentRequested` earlier in
+    the batch when there is one, or else from the payment's stream (`facts`).
+    """
+    notifications: list[Notification] = []
+    known: dict[str, tuple[int, str]] = {}
+    for record in records:
+        envelope = record.envelope
+        if status_of(envelope.get("type", "")) is None:
+            continue
+        with continue_trace(record.trace_header):
+            data: dict[str, Any] = envelope["data"]
+            payment_id = data["payment_id"]
+            annotate(payment_id=payment_id, account_id=data.get("account_id"))
+            if "amount" in data and "currency" in data:
+                known[payment_id] = (int(data["amount"]), str(data["currency"]))
+            elif payment_id not in known:
+                known[payment_id] = facts(payment_id)
+            amount, currency = known[payment_id]
+            notifications.append(notification_from_envelope(envelope, amount, currency))
+            logger.debug("status change to notify", extra={"event_id": envelope["event_id"]})
+    return notifications
