@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt
+.PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt trace
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -57,3 +57,7 @@ fmt: venv ## ruff format
 
 demo: up ## the main job: bring the stack up and run the demo scenario
 	$(PY) -m emulator.demo
+
+trace: venv ## the waterfall of one payment's trace: make trace ID=<payment id>
+	@test -n "$(ID)" || { echo "usage: make trace ID=<payment id>"; exit 2; }
+	$(PY) -m simulator.tracing $(ID)
