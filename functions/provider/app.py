@@ -14,15 +14,12 @@ import time
 from http import HTTPStatus
 from typing import Any
 
-from aws_lambda_powertools import Logger, Metrics, Tracer
 from aws_lambda_powertools.event_handler import APIGatewayRestResolver, Response, content_types
-from aws_lambda_powertools.metrics import MetricUnit
+from consim import observability as obs
 from consim.config import settings
 from simulated_provider import behaviour, ledger
 
-logger = Logger()
-tracer = Tracer()
-metrics = Metrics()
+logger = obs.logger
 app = APIGatewayRestResolver()
 _rng = random.Random()
 
@@ -30,12 +27,9 @@ _rng = random.Random()
 MAX_AMOUNT = 10**12
 
 
-def provider_name() -> str:
-    return os.environ.get("PROVIDER_NAME", "default")
-
-
-def fee_bps() -> int:
-    return int(os.environ.get("PROVIDER_FEE_BPS", "150"))
+# Read once: each instance is its own function (and, in tests, its own copy of this module).
+PROVIDER_NAME = os.environ.get("PROVIDER_NAME", "default")
+FEE_BPS = int(os.environ.get("PROVIDER_FEE_BPS", "150"))
 
 
 def _json(status: int, body: Any) -> Response:
@@ -49,7 +43,7 @@ def _pool():
 
 
 def _not_this_instance(name: str) -> Response | None:
-    if name != provider_name():
+    if name != PROVIDER_NAME:
         return _json(404, {"error": f"no provider {name!r} here"})
     return None
 
@@ -75,7 +69,7 @@ def _payment_request(body: Any) -> tuple[str, int, str]:
 
 
 @app.post("/providers/<name>/payments")
-@tracer.capture_method
+@obs.tracer.capture_method
 def create_payment(name: str) -> Response:
     if (denied := _not_this_instance(name)) is not None:
         return denied
@@ -91,10 +85,10 @@ def create_payment(name: str) -> Response:
     with pool.connection() as slot_conn, slot_conn.transaction():
         knobs = ledger.load_knobs(slot_conn, name)
         if knobs.outage:
-            metrics.add_metric(name="ProviderOutage", unit=MetricUnit.Count, value=1)
+            obs.count("ProviderOutage")
             return _json(503, {"error": "outage"})
         if ledger.try_take_slot(slot_conn, name, knobs.max_concurrency) is None:
-            metrics.add_metric(name="ProviderBusy", unit=MetricUnit.Count, value=1)
+            obs.count("ProviderBusy")
             return _json(
                 429, {"error": "too_many_requests", "max_concurrency": knobs.max_concurrency}
             )
@@ -111,7 +105,7 @@ def create_payment(name: str) -> Response:
                 payment_id,
                 amount,
                 currency,
-                behaviour.fee(amount, fee_bps()),
+                behaviour.fee(amount, FEE_BPS),
                 decision.declined_reason,
             )
         logger.info(
@@ -128,7 +122,7 @@ def create_payment(name: str) -> Response:
         return _json(409, {"error": "already_processed", "charge": charge.to_dict()})
     if charge.status == "declined":
         return _json(402, charge.to_dict())
-    metrics.add_metric(name="ProviderCharged", unit=MetricUnit.Count, value=1)
+    obs.count("ProviderCharged")
     return _json(201, charge.to_dict())
 
 
@@ -221,11 +215,9 @@ def purge(name: str) -> Response:
 
 @app.not_found
 def not_found(_: Exception) -> Response:
-    return _json(HTTPStatus.NOT_FOUND, {"error": "not_found"})
+    return _json(HTTPStatus.NOT_FOUND, {"error": "no_such_route"})
 
 
-@logger.inject_lambda_context
-@tracer.capture_lambda_handler
-@metrics.log_metrics
+@obs.observed
 def handler(event: dict, context: Any) -> dict:
     return app.resolve(event, context)
