@@ -1,0 +1,322 @@
+"""The notifier's fan-out with in-memory fakes: order, the delivered set, retries, dead letters."""
+
+from __future__ import annotations
+
+import base64
+import json
+import sys
+import threading
+import time
+
+import pytest
+from consim.config import REPO_ROOT
+from consim.domain.notifications import (
+    DeliveryOutcome,
+    DeliveryVerdict,
+    Notification,
+    PushKeys,
+    Subscription,
+    SubscriptionKind,
+    Target,
+    judge_response,
+    unreachable,
+)
+
+sys.path.insert(0, str(REPO_ROOT / "functions" / "notifier"))
+
+from notifier.batch import notifications_of
+from notifier.fanout import Fanout, FanoutPolicy, message_id
+from notifier.records import kafka_records
+
+pytestmark = pytest.mark.unit
+
+
+class Directory:
+    def __init__(self, *subs: Subscription) -> None:
+        self.subs = {s.id: s for s in subs}
+        self.delivered: dict[tuple[str, str], int] = {}
+        self.lock = threading.Lock()
+
+    def following(self, target: Target) -> list[Subscription]:
+        return [s for s in self.subs.values() if s.target == target]
+
+    def remove(self, subscription_id: str) -> None:
+        self.subs.pop(subscription_id, None)
+
+    def was_delivered(self, subscription_id: str, event_id: str) -> bool:
+        return (subscription_id, event_id) in self.delivered
+
+    def mark_delivered(self, subscription_id: str, event_id: str, status: int) -> bool:
+        with self.lock:
+            if (subscription_id, event_id) in self.delivered:
+                return False
+            self.delivered[(subscription_id, event_id)] = status
+            return True
+
+
+class Recorder:
+    """Both senders: records every attempt and answers from a per-destination script."""
+
+    def __init__(
+        self, scripts: dict[str, list[DeliveryOutcome]] | None = None, delay: dict | None = None
+    ):
+        self.scripts = scripts or {}
+        self.delay = delay or {}
+        self.sent: list[tuple[str, dict, dict]] = []
+        self.lock = threading.Lock()
+
+    def _answer(self, destination: str, body: dict, extra: dict) -> DeliveryOutcome:
+        time.sleep(self.delay.get(destination, 0))
+        with self.lock:
+            self.sent.append((destination, body, extra))
+            script = self.scripts.get(destination)
+            if script:
+                return script.pop(0) if len(script) > 1 else script[0]
+        return judge_response(201)
+
+    def send(self, *args, **kwargs) -> DeliveryOutcome:
+        if isinstance(args[0], PushKeys):  # the Web Push sender's signature
+            push, payload = args
+            return self._answer(push.endpoint, json.loads(payload), kwargs)
+        url, secret, msg_id, payload = args
+        return self._answer(url, json.loads(payload), {"message_id": msg_id, **kwargs})
+
+    def to(self, destination: str) -> list[dict]:
+        return [body for dest, body, _ in self.sent if dest == destination]
+
+
+class DeadLetters:
+    def __init__(self) -> None:
+        self.buried: list[tuple[str, str, DeliveryOutcome, int]] = []
+
+    def bury(self, subscription, notification, outcome, attempts) -> None:
+        self.buried.append((subscription.id, notification.event_id, outcome, attempts))
+
+
+def hook(sub_id: str, target: Target) -> Subscription:
+    return Subscription(
+        id=sub_id,
+        client_id="c",
+        kind=SubscriptionKind.WEBHOOK,
+        target=target,
+        created_at="t",
+        url=f"https://hooks.example/{sub_id}",
+        secret="whsec_AAAA",
+    )
+
+
+def push(sub_id: str, target: Target) -> Subscription:
+    return Subscription(
+        id=sub_id,
+        client_id="c",
+        kind=SubscriptionKind.WEBPUSH,
+        target=target,
+        created_at="t",
+        push=PushKeys(f"https://push.example/{sub_id}", "p256dh", "auth"),
+    )
+
+
+def note(
+    event_id: str, status: str, payment_id: str = "p-1", account_id: str = "a-1"
+) -> Notification:
+    return Notification(
+        payment_id, account_id, 500, "EUR", status, event_id, "2026-12-03T18:00:00Z"
+    )
+
+
+ACCOUNT = Target("account", "a-1")
+PAYMENT = Target("payment", "p-1")
+FAST = FanoutPolicy(
+    timeout_seconds=1.0, max_attempts=3, backoff_base_seconds=0.001, backoff_cap_seconds=0.002
+)
+
+
+def fanout(directory, sender, dead, policy=FAST) -> Fanout:
+    return Fanout(directory, sender, sender, dead, policy)
+
+
+def soon(seconds: float = 5.0) -> float:
+    return time.monotonic() + seconds
+
+
+def test_every_follower_gets_each_status_once_and_in_order():
+    directory = Directory(
+        hook("h", ACCOUNT), push("w", PAYMENT), hook("other", Target("account", "a-2"))
+    )
+    sender = Recorder()
+    batch = [note("e1", "pending"), note("e2", "authorized")]
+
+    report = fanout(directory, sender, DeadLetters()).deliver(batch, soon())
+
+    assert [b["status"] for b in sender.to("https://hooks.example/h")] == ["pending", "authorized"]
+    assert [b["status"] for b in sender.to("https://push.example/w")] == ["pending", "authorized"]
+    assert sender.to("https://hooks.example/other") == []
+    assert report.delivered == 4
+    assert set(directory.delivered) == {("h", "e1"), ("h", "e2"), ("w", "e1"), ("w", "e2")}
+
+
+def test_a_redelivered_batch_sends_nothing_again():
+    directory = Directory(hook("h", ACCOUNT))
+    sender = Recorder()
+    batch = [note("e1", "pending"), note("e2", "declined")]
+    fanout(directory, sender, DeadLetters()).deliver(batch, soon())
+
+    report = fanout(directory, sender, DeadLetters()).deliver(batch, soon())
+
+    assert len(sender.sent) == 2
+    assert (report.delivered, report.duplicates) == (0, 2)
+
+
+def test_push_carries_ttl_urgency_and_topic_and_webhooks_a_stable_id():
+    sub_push, sub_hook = push("w", PAYMENT), hook("h", PAYMENT)
+    sender = Recorder()
+    fanout(Directory(sub_push, sub_hook), sender, DeadLetters()).deliver(
+        [note("e9", "failed")], soon()
+    )
+
+    ((_, _, push_extra),) = [s for s in sender.sent if s[0].startswith("https://push")]
+    ((_, _, hook_extra),) = [s for s in sender.sent if s[0].startswith("https://hooks")]
+    assert push_extra["urgency"] == "high" and push_extra["ttl"] == FAST.push_ttl_seconds
+    assert push_extra["topic"] == note("e9", "failed").topic
+    assert hook_extra["message_id"] == message_id(sub_hook, note("e9", "failed"))
+
+
+def test_a_gone_push_subscription_is_removed_and_skipped_for_the_rest():
+    directory = Directory(push("w", ACCOUNT), hook("h", ACCOUNT))
+    sender = Recorder({"https://push.example/w": [judge_response(410)]})
+
+    report = fanout(directory, sender, DeadLetters()).deliver(
+        [note("e1", "pending"), note("e2", "authorized")], soon()
+    )
+
+    assert "w" not in directory.subs
+    assert len(sender.to("https://push.example/w")) == 1
+    assert len(sender.to("https://hooks.example/h")) == 2
+    assert report.gone == 1
+
+
+def test_transient_failures_are_retried_until_accepted():
+    sender = Recorder(
+        {
+            "https://hooks.example/h": [
+                judge_response(503),
+                unreachable("reset"),
+                judge_response(204),
+            ]
+        }
+    )
+    dead = DeadLetters()
+    directory = Directory(hook("h", ACCOUNT))
+
+    fanout(directory, sender, dead).deliver([note("e1", "pending")], soon())
+
+    assert len(sender.to("https://hooks.example/h")) == 3
+    assert directory.delivered == {("h", "e1"): 204}
+    assert dead.buried == []
+
+
+def test_what_keeps_failing_goes_to_the_dead_letters_with_the_reason():
+    sender = Recorder({"https://hooks.example/h": [judge_response(500, "receiver answered 500")]})
+    dead = DeadLetters()
+    directory = Directory(hook("h", ACCOUNT))
+
+    report = fanout(directory, sender, dead).deliver([note("e1", "pending")], soon())
+
+    assert len(sender.to("https://hooks.example/h")) == FAST.max_attempts
+    assert [(s, e, o.reason, n) for s, e, o, n in dead.buried] == [
+        ("h", "e1", "receiver answered 500", 3)
+    ]
+    assert directory.delivered == {}
+    assert report.dead_lettered == 1
+
+
+def test_a_refusal_is_not_retried():
+    sender = Recorder({"https://hooks.example/h": [judge_response(400)]})
+    dead = DeadLetters()
+
+    fanout(Directory(hook("h", ACCOUNT)), sender, dead).deliver([note("e1", "pending")], soon())
+
+    assert len(sender.sent) == 1
+    assert dead.buried[0][2].verdict is DeliveryVerdict.REJECTED
+
+
+def test_a_slow_subscriber_is_cut_off_at_the_deadline_and_does_not_delay_the_others():
+    slow, quick = hook("slow", ACCOUNT), hook("quick", ACCOUNT)
+    sender = Recorder(
+        {"https://hooks.example/slow": [unreachable("read timed out")]},
+        delay={"https://hooks.example/slow": 0.2},
+    )
+    dead = DeadLetters()
+    directory = Directory(slow, quick)
+    policy = FanoutPolicy(
+        timeout_seconds=1.0, max_attempts=100, backoff_base_seconds=0.01, backoff_cap_seconds=0.01
+    )
+
+    fanout(directory, sender, dead, policy).deliver(
+        [note("e1", "pending"), note("e2", "authorized")], soon(0.5)
+    )
+
+    assert set(directory.delivered) == {("quick", "e1"), ("quick", "e2")}
+    assert {(s, e) for s, e, _, _ in dead.buried} == {("slow", "e1"), ("slow", "e2")}
+    assert all("time budget" in o.reason for _, _, o, _ in dead.buried)
+    # No attempt was allowed to outlast the batch: each timeout was cut to what was left.
+    assert all(extra["timeout"] <= 0.5 for dest, _, extra in sender.sent if dest.endswith("/slow"))
+    assert len(sender.to("https://hooks.example/slow")) < policy.max_attempts
+
+
+def kafka_event(*envelopes: dict) -> dict:
+    records = [
+        {
+            "topic": "payment-events",
+            "partition": 0,
+            "offset": offset,
+            "timestamp": 0,
+            "timestampType": "CREATE_TIME",
+            "key": base64.b64encode(b"a-1").decode(),
+            "value": base64.b64encode(json.dumps(env).encode()).decode(),
+            "headers": [{"X-Amzn-Trace-Id": list(b"Root=1-5759e988-bd862e3fe1be46a994272793")}],
+        }
+        for offset, env in enumerate(envelopes)
+    ]
+    return {
+        "eventSource": "SelfManagedKafka",
+        "records": {"payment-events-0": list(reversed(records))},
+    }
+
+
+def envelope(event_id: str, event_type: str, payment_id: str = "p-1", **data) -> dict:
+    return {
+        "event_id": event_id,
+        "type": event_type,
+        "stream_id": f"payment-{payment_id}",
+        "version": 1,
+        "position": 1,
+        "occurred_at": "2026-12-03T18:00:00+00:00",
+        "data": {"payment_id": payment_id, "account_id": "a-1", **data},
+        "metadata": {},
+    }
+
+
+def test_a_batch_becomes_notifications_in_offset_order_with_amounts_from_the_payment():
+    looked_up: list[str] = []
+
+    def facts(payment_id: str) -> tuple[int, str]:
+        looked_up.append(payment_id)
+        return 999, "USD"
+
+    event = kafka_event(
+        envelope("e0", "AccountOpened"),
+        envelope("e1", "PaymentRequested", amount=500, currency="EUR"),
+        envelope("e2", "FundsReserved", amount=500),
+        envelope("e3", "PaymentAuthorized", provider="default"),
+        envelope("e4", "PaymentDeclined", payment_id="p-old", provider="default", reason="no"),
+    )
+
+    notes = notifications_of(kafka_records(event), facts)
+
+    assert [(n.event_id, n.status, n.amount, n.currency) for n in notes] == [
+        ("e1", "pending", 500, "EUR"),
+        ("e3", "authorized", 500, "EUR"),
+        ("e4", "declined", 999, "USD"),
+    ]
+    assert looked_up == ["p-old"]
