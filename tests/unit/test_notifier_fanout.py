@@ -78,7 +78,7 @@ class Recorder:
         if isinstance(args[0], PushKeys):  # the Web Push sender's signature
             push, payload = args
             return self._answer(push.endpoint, json.loads(payload), kwargs)
-        url, secret, msg_id, payload = args
+        url, _secret, msg_id, payload = args
         return self._answer(url, json.loads(payload), {"message_id": msg_id, **kwargs})
 
     def to(self, destination: str) -> list[dict]:
