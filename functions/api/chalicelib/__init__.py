@@ -1,0 +1,1 @@
+"""The API's own modules (Chalice packages this folder with app.py)."""
