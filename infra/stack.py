@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 
 from consim.config import Settings
 
@@ -17,7 +19,6 @@ from infra.xray import MotoServer
 
 
 def infrastructure(config: Settings, layout: Layout) -> list[Service]:
-    # Kafka first: its JVM takes longest to boot, and the others start while it does.
     return [
         KafkaBroker(config, layout),
         Postgres(config, layout),
@@ -30,6 +31,21 @@ def all_services(config: Settings, layout: Layout) -> list[Service]:
     return [*infrastructure(config, layout), Emulator(config, layout)]
 
 
+def _each_at_once(services: list[Service], action: Callable[[Service], object]) -> None:
+    """Run action on every service in parallel; raise the first failure after all have finished.
+
+    The services do not depend on each other, and most of their start is waiting (a JVM
+    booting, initdb, npm), so together they take as long as the slowest one, Kafka.
+    """
+    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+        futures = [pool.submit(action, service) for service in services]
+    errors = [f.exception() for f in futures if f.exception() is not None]
+    for error in errors[1:]:
+        console.fail(str(error))
+    if errors:
+        raise errors[0]
+
+
 def up(config: Settings) -> float:
     """Start what is not running, provision everything, return the seconds it took."""
     began = time.monotonic()
@@ -37,17 +53,15 @@ def up(config: Settings) -> float:
     layout.logs_dir.mkdir(parents=True, exist_ok=True)
     layout.run_dir.mkdir(parents=True, exist_ok=True)
 
-    services = infrastructure(config, layout)
-    for service in services:
-        outcome = service.start()
-        console.step(f"{service.name}: {outcome}")
-    for service in services:
-        service.settle()
+    def bring_up(service: Service) -> None:
+        console.step(f"{service.name}: {service.up()}")
+
+    _each_at_once(infrastructure(config, layout), bring_up)
     clients.ensure_local_client(config, layout)
 
+    # Last: the functions connect to everything above as they start.
     if emulator_present():
-        emulator = Emulator(config, layout)
-        console.step(f"emulator: {emulator.up()}")
+        bring_up(Emulator(config, layout))
     else:
         console.warn("emulator/__main__.py does not exist yet: the gateway is not started")
     return time.monotonic() - began
@@ -56,11 +70,16 @@ def up(config: Settings) -> float:
 def down(config: Settings) -> list[str]:
     """Stop every service of this stack (data stays); return the names that were running."""
     layout = Layout(config.state_dir)
-    stopped = []
-    for service in reversed(all_services(config, layout)):
+    stopped: list[str] = []
+
+    def take_down(service: Service) -> None:
         if service.down():
             console.step(f"{service.name}: stopped")
             stopped.append(service.name)
+
+    # The emulator first, so that its functions do not fill its log with connection errors.
+    take_down(Emulator(config, layout))
+    _each_at_once(infrastructure(config, layout), take_down)
     return stopped
 
 
