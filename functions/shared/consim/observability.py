@@ -318,11 +318,12 @@ def _segment_in_trace(parsed: TraceHeader) -> Iterator[None]:
     segment = Segment(name=SERVICE, traceid=parsed.root, parent_id=parsed.parent, sampled=True)
     segment.origin = "AWS::Lambda::Function"
     if invocation is not None and getattr(invocation, "trace_id", None):
-        segment.put_metadata(
-            "invocation",
-            {"trace_id": invocation.trace_id, "segment_id": invocation.id},
-            "consim",
-        )
+        # The link back: the invocation's function segment, and the entity open in it now.
+        function_segment = getattr(invocation, "parent_segment", None) or invocation
+        link = {"trace_id": invocation.trace_id, "segment_id": function_segment.id}
+        if invocation is not function_segment:
+            link["subsegment_id"] = invocation.id
+        segment.put_metadata("invocation", link, "consim")
         segment.put_annotation("invocation_trace_id", invocation.trace_id)
 
     saved = context.push(TraceHeader(root=parsed.root, parent=segment.id, sampled=1))
