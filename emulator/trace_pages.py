@@ -46,10 +46,10 @@ border-radius:2px;min-width:2px}.seg{background:#3b7dd8}.sub{background:#9cc0ee}
 """
 
 
-def create_app(settings: Settings) -> web.Application:
+def create_app(settings: Settings, reader: XRayReader | None = None) -> web.Application:
     app = web.Application()
     app[_SETTINGS] = settings
-    app[_READER] = XRayReader.from_settings(settings)
+    app[_READER] = reader or XRayReader.from_settings(settings)
     app.router.add_get("/", _list)
     app.router.add_get("/metrics", _metrics)
     app.router.add_get("/payment/{payment_id}", _payment)
@@ -57,14 +57,19 @@ def create_app(settings: Settings) -> web.Application:
     return app
 
 
-def mount(root: web.Application, settings: Settings, prefix: str = "/_traces") -> None:
+def mount(
+    root: web.Application,
+    settings: Settings,
+    prefix: str = "/_traces",
+    reader: XRayReader | None = None,
+) -> None:
     """Mount the pages under ``prefix`` on the gateway's application."""
 
     async def to_index(request: web.Request) -> web.Response:
         raise web.HTTPFound(f"{prefix}/")
 
     root.router.add_get(prefix, to_index)
-    root.add_subapp(prefix, create_app(settings))
+    root.add_subapp(prefix, create_app(settings, reader))
 
 
 def _page(title: str, body: str) -> web.Response:

@@ -1,0 +1,154 @@
+"""The HTTP face of the native stack: API Gateway for the template's Api events, the Lambda Invoke
+API, the emulator's admin routes, and the pages other modules contribute (live page, traces).
+
+An unknown path answers 403 {"message": "Missing Authentication Token"}, as API Gateway does; a
+function error or an unreadable answer is 502 {"message": "Internal server error"}.
+"""
+
+from __future__ import annotations
+
+import importlib
+import importlib.util
+import uuid
+
+from aiohttp import web
+from consim.config import Settings
+
+from emulator import invoke
+from emulator.api_events import INTERNAL_ERROR, HttpRequest, http_response, proxy_event
+from emulator.apikeys import ApiKeyChecker
+from emulator.invoke import RUNTIME
+from emulator.logs import get_logger
+from emulator.routes import Route, RouteTable
+from emulator.runtime import FunctionNotFound, Runtime, Throttled
+from emulator.tracing import TraceHeader, new_trace_id
+
+log = get_logger("emulator.gateway")
+
+# Pages other modules serve on the gateway: (module, mount point). Each module offers
+# create_app(settings) -> aiohttp.web.Application, with routes relative to its mount point.
+PAGE_MODULES = (("emulator.live", "/_live"), ("emulator.trace_pages", "/_traces"))
+
+
+def route_table(runtime: Runtime) -> RouteTable:
+    return RouteTable(
+        [
+            Route(spec.logical_id, event)
+            for spec in runtime.template.functions.values()
+            for event in spec.api_events
+        ]
+    )
+
+
+def _json(status: int, document: dict, headers: dict | None = None) -> web.Response:
+    return web.json_response(document, status=status, headers=headers)
+
+
+class ApiGateway:
+    def __init__(self, runtime: Runtime, api_keys: ApiKeyChecker) -> None:
+        self.runtime = runtime
+        self.api_keys = api_keys
+        self.routes = route_table(runtime)
+
+    async def handle(self, request: web.Request) -> web.StreamResponse:
+        match = self.routes.match(request.method, request.path)
+        if match is None:
+            return _json(403, {"message": "Missing Authentication Token"})
+
+        api_key = request.headers.get("x-api-key")
+        if match.route.event.api_key_required and not (
+            api_key and await self.api_keys.is_known(api_key)
+        ):
+            return _json(403, {"message": "Forbidden"})
+
+        request_id = str(uuid.uuid4())
+        event = proxy_event(await self._http_request(request), match, request_id, api_key)
+        # The caller's trace continues; otherwise the function's invocation starts one.
+        trace_header = request.headers.get("X-Amzn-Trace-Id")
+        if trace_header is None:
+            trace_header = TraceHeader(new_trace_id()).render()
+        headers = {"x-amzn-RequestId": request_id, "X-Amzn-Trace-Id": trace_header}
+        try:
+            result = await self.runtime.invoke(match.route.function, event, trace_header)
+        except Throttled:
+            return _json(429, {"message": "Too Many Requests"}, headers)
+        if not result.ok:
+            log.warning(
+                "function error behind the api",
+                extra={
+                    "function": match.route.function,
+                    "request_id": result.request_id,
+                    "error_type": result.error_type,
+                },
+            )
+            return _json(502, INTERNAL_ERROR, headers)
+
+        answer = http_response(result.payload)
+        response = web.Response(status=answer.status, body=answer.body)
+        for name, value in answer.headers:
+            response.headers.add(name, value)
+        for name, value in headers.items():
+            response.headers.setdefault(name, value)
+        return response
+
+    @staticmethod
+    async def _http_request(request: web.Request) -> HttpRequest:
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        return HttpRequest(
+            method=request.method,
+            path=request.path,
+            query=list(request.query.items()),
+            headers=[(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.raw_headers],
+            body=await request.read(),
+            source_ip=peer[0] if peer else "127.0.0.1",
+            protocol=f"HTTP/{request.version.major}.{request.version.minor}",
+        )
+
+
+async def _list_functions(request: web.Request) -> web.Response:
+    return _json(200, {"functions": request.app[RUNTIME].describe()})
+
+
+async def _kill_workers(request: web.Request) -> web.Response:
+    name = request.match_info["name"]
+    try:
+        pids = request.app[RUNTIME].kill(name)
+    except FunctionNotFound:
+        return _json(404, {"message": f"no function {name}"})
+    return _json(200, {"function": name, "killed_pids": pids})
+
+
+async def _to_live_page(request: web.Request) -> web.Response:
+    return web.HTTPFound("/_live/")
+
+
+def _mount_pages(app: web.Application, settings: Settings) -> list[str]:
+    mounted = []
+    for module_name, prefix in PAGE_MODULES:
+        if importlib.util.find_spec(module_name) is None:
+            continue
+        try:
+            module = importlib.import_module(module_name)
+            app.add_subapp(prefix, module.create_app(settings))
+        except Exception:
+            log.exception("page module not mounted", extra={"module": module_name})
+            continue
+        mounted.append(prefix)
+    return mounted
+
+
+def build_app(runtime: Runtime, api_keys: ApiKeyChecker, settings: Settings) -> web.Application:
+    app = web.Application(client_max_size=10 * 1024 * 1024)
+    app[RUNTIME] = runtime
+    invoke.add_routes(app)
+    app.router.add_get("/_emulator/functions", _list_functions)
+    app.router.add_post("/_emulator/functions/{name}/kill", _kill_workers)
+
+    mounted = _mount_pages(app, settings)
+    if "/_live" in mounted:
+        # The live page owns the root; the API's greedy routes never match "/" itself.
+        app.router.add_get("/", _to_live_page)
+
+    gateway = ApiGateway(runtime, api_keys)
+    app.router.add_route("*", "/{tail:.*}", gateway.handle)
+    return app

@@ -1,0 +1,302 @@
+"""Kafka event source mappings: one consumer group and one thread per mapping.
+
+A batch is at most BatchSize records gathered for at most the batching window. Offsets are
+committed only once the records before them are done with, so a crash re-delivers rather than
+loses. A failed batch is retried with backoff; with ReportBatchItemFailures only the records from
+the first failure of each failed partition onwards are delivered again. After
+MaximumRetryAttempts the records still failing go to the on-failure topic (the mapping's
+`kafka://` destination, else the stack's dead-letter topic) with headers saying why and from
+where, and the mapping moves past them.
+
+Per-partition order holds because a mapping delivers one batch at a time and never moves past a
+record before it succeeded or was sent to the on-failure topic. (AWS may run one invocation per
+partition at once; here a mapping's partitions share one line: slower, never out of order.)
+
+Failure headers on the on-failure topic: x-failure-reason (RetriesExhausted), x-failure-error
+(the function's errorType: errorMessage), x-failure-source (<topic>-<partition>@<offset>),
+x-failure-function, x-failure-attempts. The record's own key, value and headers are kept.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.structs import OffsetAndMetadata, TopicPartition
+
+from emulator.invokers import Invoker, Outcome
+from emulator.kafka_events import (
+    InvalidBatchResponse,
+    KafkaRecord,
+    first_failed_offsets,
+    kafka_event,
+    remaining_after,
+)
+from emulator.logs import get_logger
+from emulator.template import KafkaEvent, Template
+
+log = get_logger("emulator.kafka_mappings")
+
+MAX_BACKOFF_S = 8.0
+Batch = dict[str, list[KafkaRecord]]
+
+
+def backoff_seconds(attempt: int) -> float:
+    return min(MAX_BACKOFF_S, 0.25 * 2 ** max(0, attempt - 1))
+
+
+def _record(raw: Any) -> KafkaRecord:
+    return KafkaRecord(
+        topic=raw.topic,
+        partition=raw.partition,
+        offset=raw.offset,
+        timestamp=raw.timestamp,
+        timestamp_type=raw.timestamp_type,
+        key=raw.key,
+        value=raw.value,
+        headers=tuple(raw.headers or ()),
+    )
+
+
+@dataclass
+class MappingStats:
+    batches: int = 0
+    records_delivered: int = 0
+    retries: int = 0
+    dead_lettered: int = 0
+
+
+class KafkaMapping(threading.Thread):
+    def __init__(
+        self,
+        function: str,
+        mapping: KafkaEvent,
+        invoker: Invoker,
+        bootstrap_servers: Sequence[str],
+        dead_letter_topic: str,
+    ) -> None:
+        super().__init__(name=f"kafka-{function}-{mapping.name}", daemon=True)
+        self.function = function
+        self.mapping = mapping
+        self.invoker = invoker
+        self.bootstrap_servers = list(bootstrap_servers)
+        self.failure_topic = mapping.on_failure_topic or dead_letter_topic
+        self.stats = MappingStats()
+        self.ready = threading.Event()  # set once partitions are assigned
+        self._stop = threading.Event()
+        self._producer: KafkaProducer | None = None
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    # -- the loop ---------------------------------------------------------------------------
+
+    def run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self._consume()
+            except Exception:
+                log.exception("kafka mapping failed, restarting", extra=self._log_fields())
+                self._stop.wait(2)
+
+    def _consume(self) -> None:
+        consumer = KafkaConsumer(
+            *self.mapping.topics,
+            bootstrap_servers=self.bootstrap_servers,
+            group_id=self.mapping.consumer_group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest"
+            if self.mapping.starting_position == "TRIM_HORIZON"
+            else "latest",
+            max_poll_records=self.mapping.batch_size,
+            max_poll_interval_ms=1_800_000,  # retries of a slow function may take a while
+            client_id=self.name,
+        )
+        log.info(
+            "kafka mapping started",
+            extra={**self._log_fields(), "group": self.mapping.consumer_group_id},
+        )
+        try:
+            while not self._stop.is_set():
+                batch = self._collect(consumer)
+                if consumer.assignment():
+                    self.ready.set()
+                if batch:
+                    self._deliver(consumer, batch)
+        finally:
+            consumer.close(autocommit=False)
+            if self._producer is not None:
+                self._producer.close(timeout=5)
+                self._producer = None
+
+    def _collect(self, consumer: KafkaConsumer) -> Batch:
+        batch: Batch = {}
+        count = 0
+        deadline: float | None = None
+        while count < self.mapping.batch_size and not self._stop.is_set():
+            wait = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
+            polled = consumer.poll(
+                timeout_ms=int(wait * 1000), max_records=self.mapping.batch_size - count
+            )
+            for raw_records in polled.values():
+                for raw in raw_records:
+                    record = _record(raw)
+                    batch.setdefault(record.partition_key, []).append(record)
+                    count += 1
+            if not count:
+                return batch
+            if deadline is None:
+                deadline = time.monotonic() + self.mapping.batching_window_s
+            if time.monotonic() >= deadline:
+                break
+        return batch
+
+    def _deliver(self, consumer: KafkaConsumer, batch: Batch) -> None:
+        pending = batch
+        attempt = 0
+        while pending and not self._stop.is_set():
+            self.stats.batches += 1
+            self.stats.records_delivered += sum(len(r) for r in pending.values())
+            outcome = self._invoke(pending)
+            if outcome.ok:
+                try:
+                    first_failed = (
+                        first_failed_offsets(outcome.payload, pending)
+                        if self.mapping.report_batch_item_failures
+                        else {}
+                    )
+                except InvalidBatchResponse as exc:
+                    log.warning(
+                        "invalid batch response", extra={**self._log_fields(), "error": str(exc)}
+                    )
+                    first_failed = {key: records[0].offset for key, records in pending.items()}
+                    outcome = Outcome(
+                        False, {"errorType": "InvalidBatchResponse", "errorMessage": str(exc)}
+                    )
+                self._commit_done(consumer, pending, first_failed)
+                pending = remaining_after(pending, first_failed)
+                if not pending:
+                    return
+            if outcome.throttled:
+                self._stop.wait(1)  # a throttle is not the function's failure: no attempt used
+                continue
+
+            attempt += 1
+            self.stats.retries += 1
+            limit = self.mapping.maximum_retry_attempts
+            if 0 <= limit < attempt:
+                self._send_to_failure_topic(pending, outcome, attempt)
+                self._commit_done(consumer, pending, {})
+                return
+            log.warning(
+                "batch failed, retrying",
+                extra={
+                    **self._log_fields(),
+                    "attempt": attempt,
+                    "error_type": outcome.error_type,
+                    "partitions": {k: [r[0].offset, r[-1].offset] for k, r in pending.items()},
+                },
+            )
+            self._stop.wait(backoff_seconds(attempt))
+
+    def _invoke(self, batch: Batch) -> Outcome:
+        event = kafka_event(
+            batch, self.bootstrap_servers, self.mapping.source, self.mapping.event_source_arn
+        )
+        try:
+            return self.invoker.invoke(self.function, event)
+        except Exception as exc:  # the invoke itself failed: counts as a failed batch
+            log.warning("invoke failed", extra={**self._log_fields(), "error": repr(exc)})
+            return Outcome(False, {"errorType": type(exc).__name__, "errorMessage": str(exc)})
+
+    def _commit_done(self, consumer: KafkaConsumer, batch: Batch, first_failed: dict[str, int]):
+        offsets = {}
+        for key, records in batch.items():
+            # The committed offset is the next record to read: past the batch, or the failure.
+            next_offset = first_failed.get(key, records[-1].offset + 1)
+            if next_offset > records[0].offset or key not in first_failed:
+                tp = TopicPartition(records[0].topic, records[0].partition)
+                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
+        if offsets:
+            consumer.commit(offsets)
+
+    def _send_to_failure_topic(self, batch: Batch, outcome: Outcome, attempts: int) -> None:
+        if self._producer is None:
+            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        error = outcome.payload if isinstance(outcome.payload, dict) else {}
+        reason = f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"[:1000]
+        futures = []
+        for records in batch.values():
+            for record in records:
+                headers = [
+                    *record.headers,
+                    ("x-failure-reason", b"RetriesExhausted"),
+                    ("x-failure-error", reason.encode()),
+                    ("x-failure-source", f"{record.partition_key}@{record.offset}".encode()),
+                    ("x-failure-function", self.function.encode()),
+                    ("x-failure-attempts", str(attempts).encode()),
+                ]
+                futures.append(
+                    self._producer.send(
+                        self.failure_topic, key=record.key, value=record.value, headers=headers
+                    )
+                )
+        for future in futures:
+            future.get(timeout=30)
+        self.stats.dead_lettered += len(futures)
+        log.error(
+            "records sent to the on-failure topic",
+            extra={**self._log_fields(), "topic": self.failure_topic, "count": len(futures)},
+        )
+
+    def _log_fields(self) -> dict[str, Any]:
+        return {"function": self.function, "mapping": self.mapping.name}
+
+
+class KafkaMappings:
+    """Every Kafka mapping of a template, started and stopped together."""
+
+    def __init__(
+        self,
+        template: Template,
+        invoker: Invoker,
+        bootstrap_override: str | None,
+        dead_letter_topic: str,
+    ) -> None:
+        self.threads = [
+            KafkaMapping(
+                spec.logical_id,
+                mapping,
+                invoker,
+                _bootstrap(mapping, bootstrap_override),
+                dead_letter_topic,
+            )
+            for spec in template.functions.values()
+            for mapping in spec.kafka_events
+        ]
+
+    def start(self) -> KafkaMappings:
+        for thread in self.threads:
+            thread.start()
+        return self
+
+    def wait_ready(self, timeout_s: float) -> bool:
+        deadline = time.monotonic() + timeout_s
+        return all(t.ready.wait(max(0.0, deadline - time.monotonic())) for t in self.threads)
+
+    def stop(self, timeout_s: float = 10) -> None:
+        for thread in self.threads:
+            thread.stop()
+        for thread in self.threads:
+            thread.join(timeout_s)
+
+
+def _bootstrap(mapping: KafkaEvent, override: str | None) -> list[str]:
+    # MSK names a cluster ARN, not servers; natively both kinds read the local broker.
+    if mapping.source == "MSK" or not mapping.bootstrap_servers:
+        return (override or "127.0.0.1:9092").split(",")
+    return [s for server in mapping.bootstrap_servers for s in server.split(",")]
