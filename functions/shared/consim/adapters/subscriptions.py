@@ -18,6 +18,7 @@ import boto3
 from botocore.config import Config
 from botocore.exceptions import ClientError
 
+from consim.adapters.dynamodb import endpoint_url
 from consim.config import Settings
 from consim.domain.notifications import (
     PushKeys,
@@ -31,9 +32,10 @@ logger = logging.getLogger(__name__)
 
 
 def dynamodb_client(settings: Settings) -> Any:
+    # Its own client rather than the shared one: the notifier needs a pool as wide as its threads.
     return boto3.client(
         "dynamodb",
-        endpoint_url=settings.dynamodb_endpoint or None,
+        endpoint_url=endpoint_url(),
         region_name=settings.aws_region,
         config=Config(
             connect_timeout=2,
