@@ -49,9 +49,21 @@ def migrated_url() -> str:
     return url
 
 
+_loading = threading.Lock()
+
+
 def load_provider(name: str) -> ModuleType:
     """A fresh copy of functions/provider/app.py configured as instance `name`, as Lambda would
-    import it with that instance's environment."""
+    import it with that instance's environment.
+
+    Like a Lambda execution environment, a copy serves one request at a time (the resolver
+    keeps the current event in a global): concurrent callers each need their own copy.
+    """
+    with _loading:
+        return _load(name)
+
+
+def _load(name: str) -> ModuleType:
     if str(PROVIDER_DIR) not in sys.path:
         sys.path.insert(0, str(PROVIDER_DIR))
     saved = {key: os.environ.get(key) for key in ("PROVIDER_NAME", "PROVIDER_FEE_BPS")}
@@ -147,10 +159,32 @@ def ledger(module: ModuleType, name: str) -> dict[str, int]:
     return body
 
 
+class Environments:
+    """The execution environments of one instance: a free copy serves each request, a new one
+    is loaded when all are busy (a cold start)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self._free: list[ModuleType] = []
+        self._lock = threading.Lock()
+
+    @contextlib.contextmanager
+    def acquire(self) -> Iterator[ModuleType]:
+        with self._lock:
+            module = self._free.pop() if self._free else None
+        module = module or load_provider(self.name)
+        try:
+            yield module
+        finally:
+            with self._lock:
+                self._free.append(module)
+
+
 @contextlib.contextmanager
-def provider_server(instances: dict[str, ModuleType]) -> Iterator[str]:
+def provider_server(names: tuple[str, ...] = ("default", "fallback")) -> Iterator[str]:
     """Serve the instances over HTTP on a free loopback port; yields the base URL
     (`http://127.0.0.1:<port>/providers`), the shape of settings().provider_url."""
+    instances = {name: Environments(name) for name in names}
 
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -171,7 +205,8 @@ def provider_server(instances: dict[str, ModuleType]) -> Iterator[str]:
                     headers={k.lower(): v for k, v in self.headers.items()},
                     query=dict(parse_qsl(url.query)),
                 )
-                response = module.handler(event, LambdaContext())
+                with module.acquire() as environment:
+                    response = environment.handler(event, LambdaContext())
                 status, payload = response["statusCode"], response.get("body") or ""
             data = payload.encode()
             try:

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import os
+from datetime import timedelta
 from functools import cache
 
 from consim.adapters.event_store import EventStore
 from consim.adapters.kafka_publisher import KafkaEventPublisher
+from consim.adapters.outbox import OutboxRelay
 from consim.adapters.postgres_event_store import PostgresEventStore, open_pool
 from consim.config import settings
 
@@ -29,3 +31,9 @@ def event_store() -> PostgresEventStore:
 
 def store() -> EventStore:
     return event_store()
+
+
+def outbox_relay() -> OutboxRelay:
+    """The relay over the event store's pool; OUTBOX_GRACE_SECONDS (default 5) old rows only."""
+    grace = float(os.environ.get("OUTBOX_GRACE_SECONDS", "5"))
+    return OutboxRelay(event_store().pool, kafka_publisher(), timedelta(seconds=grace))
