@@ -127,6 +127,12 @@ class _Inbox:
         self._lock = threading.Condition()
         self.messages: list[Received] = []
         self.refused: list[tuple[str, str]] = []
+        self.arrivals: dict[str, int] = {}  # requests that passed the checks, accepted or not
+
+    def arrive(self, channel: str) -> None:
+        with self._lock:
+            self.arrivals[channel] = self.arrivals.get(channel, 0) + 1
+            self._lock.notify_all()
 
     def accept(self, message: Received) -> None:
         with self._lock:
@@ -153,6 +159,13 @@ class _Inbox:
                     f"message(s), refused {self.refused}"
                 )
             return list(self.messages)
+
+    def wait_for_arrivals(self, channel: str, count: int, timeout: float) -> None:
+        with self._lock:
+            if not self._lock.wait_for(lambda: self.arrivals.get(channel, 0) >= count, timeout):
+                raise TimeoutError(
+                    f"receiver: {count} request(s) on {channel} not seen in {timeout}s"
+                )
 
 
 async def _held(request: web.Request, behaviour: Behaviour) -> bool:
@@ -240,6 +253,7 @@ class PushService:
             self.inbox.refuse(ident, f"undecryptable: {type(exc).__name__}: {exc}")
             return web.Response(status=400, text="cannot decrypt")
 
+        self.inbox.arrive(ident)
         behaviour = keys.behaviour
         if behaviour.status >= 300:
             return web.Response(status=behaviour.status)
@@ -289,6 +303,7 @@ class WebhookReceiver:
             self.inbox.refuse(channel, f"signature: {exc}")
             return web.Response(status=401, text=str(exc))
 
+        self.inbox.arrive(channel)
         behaviour = self._behaviours[channel]
         if behaviour.status >= 300:
             return web.Response(status=behaviour.status)
