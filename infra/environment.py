@@ -27,6 +27,9 @@ def stack_env(config: Settings, layout: Layout) -> dict[str, str]:
         # Local endpoints check no signature, yet botocore refuses to sign without credentials.
         "AWS_ACCESS_KEY_ID": "test",
         "AWS_SECRET_ACCESS_KEY": "test",
+        # The native stack's push endpoints and webhooks (local receivers, the live page's own
+        # hook) are plain http on the loopback interface; elsewhere only https is accepted.
+        "CONSIM_ALLOW_LOOPBACK_PUSH": "1",
     }
     key = clients.api_key(layout)
     if key is not None:
