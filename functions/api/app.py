@@ -25,6 +25,7 @@ from chalicelib.problems import (
     problems,
 )
 from chalicelib.requests import client_id, json_object, optional_fields, query_time, require_fields
+from chalicelib.subscriptions import bp as subscriptions_blueprint
 from consim.adapters.payments_summary import PostgresPaymentsSummary
 from consim.domain.errors import IdempotencyKeyReused
 from consim.observability import (
@@ -40,12 +41,8 @@ from consim.services import accounts, bootstrap, payments
 app = Chalice(app_name="consim-api")
 app.register_middleware(ConvertToMiddleware(observed))
 
-try:  # The subscription routes live in their own blueprint.
-    from chalicelib.subscriptions import bp as subscriptions_blueprint
-except ImportError:  # pragma: no cover - only while that module does not exist yet
-    subscriptions_blueprint = None
-if subscriptions_blueprint is not None:
-    app.register_blueprint(subscriptions_blueprint)
+# The subscription routes (push and webhooks) live in their own blueprint.
+app.register_blueprint(subscriptions_blueprint)
 
 
 def _json(body: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
