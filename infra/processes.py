@@ -33,7 +33,10 @@ def is_alive(pid: int, marker: str = "") -> bool:
     except (FileNotFoundError, ProcessLookupError, PermissionError):
         return False
     state = stat.rsplit(")", 1)[1].split()[0]
-    return state not in ("Z", "X") and marker in cmdline
+    if state in ("Z", "X"):
+        return False
+    # Just after exec the kernel can show an empty command line for a moment: still ours.
+    return cmdline == "" or marker in cmdline
 
 
 def spawn(
