@@ -42,10 +42,23 @@ be the payment's trace. For each record, ``continue_trace`` therefore:
 
 Records are processed one at a time on the handler's thread (the context is thread-local).
 
-Postgres: aws-xray-sdk's psycopg 3 patcher wraps ``psycopg.connect`` and the pool's
-``_connect`` in a proxy and records only ``cursor().execute``: ``connection.execute`` and
-transactions stay invisible and pooled connections get proxied. It is not applied; Postgres
-calls are recorded with ``sql_subsegment`` instead, one named subsegment per store operation.
+What becomes a subsegment by itself
+-----------------------------------
+boto3 (DynamoDB) and HTTP (urllib3, requests, httpx) through the X-Ray SDK's patchers, which
+also put the trace header on outgoing HTTP requests. Postgres and Kafka are instrumented here:
+
+- aws-xray-sdk's psycopg 3 patcher wraps ``psycopg.connect`` and the pool's ``_connect`` in a
+  proxy and records only ``cursor().execute``, so ``connection.execute`` (which makes its cursor
+  inside the unproxied connection) stays invisible, and pooled connections get proxied. Instead,
+  ``psycopg.Cursor.execute``/``executemany`` are wrapped: every statement, whichever way it is
+  issued, becomes a ``Postgres`` subsegment named by its verb and table (``INSERT events``)
+  with the statement text (placeholders only, never values) as ``sql.sanitized_query``.
+- kafka-python has no patcher: ``KafkaProducer.send`` and ``flush`` become ``Kafka``
+  subsegments (``send payment-events``, ``flush``; the flush is where the broker's answer is
+  awaited).
+
+``sql_subsegment(operation)`` and ``kafka_subsegment(operation, topic)`` group such calls under
+a named step (``append``, ``publish``) where that reads better in the waterfall.
 
 Outside Lambda (tests, tools) Powertools disables tracing and every helper here is a no-op;
 ``POWERTOOLS_TRACE_DISABLED=true`` does the same inside Lambda.
@@ -56,6 +69,7 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -181,9 +195,83 @@ logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE, patch_modules=[name for name in _PATCHED if _installed(name)])
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE)
 
+_SQL_TARGET = re.compile(r"\b(?:INTO|FROM|UPDATE|TABLE)\s+([\w.\"]+)", re.IGNORECASE)
+
+
+def _sql_text(query: Any, cursor: Any) -> str:
+    if isinstance(query, bytes):
+        return query.decode("utf-8", "replace")
+    if isinstance(query, str):
+        return query
+    try:  # psycopg.sql.Composed and friends
+        return str(query.as_string(cursor))
+    except Exception:
+        return str(query)
+
+
+def _sql_operation(text: str) -> str:
+    words = text.split(None, 1)
+    verb = words[0].upper() if words else "SQL"
+    target = _SQL_TARGET.search(text)
+    return f"{verb} {target.group(1).replace(chr(34), '')}" if target else verb
+
+
+def _traced_sql(wrapped: Callable[..., Any], cursor: Any, args: Any, kwargs: Any) -> Any:
+    if not _in_traced_call():
+        return wrapped(*args, **kwargs)
+    text = _sql_text(args[0] if args else kwargs.get("query", ""), cursor)
+    with remote_subsegment("Postgres", _sql_operation(text)) as subsegment:
+        if subsegment is not None:
+            subsegment.set_sql(
+                {
+                    "database_type": "PostgreSQL",
+                    "driver_version": "psycopg 3",
+                    "sanitized_query": " ".join(text.split())[:1000],
+                }
+            )
+        return wrapped(*args, **kwargs)
+
+
+def _traced_kafka_send(wrapped: Callable[..., Any], producer: Any, args: Any, kwargs: Any) -> Any:
+    if not _in_traced_call():
+        return wrapped(*args, **kwargs)
+    topic = str(args[0] if args else kwargs.get("topic", ""))
+    with remote_subsegment("Kafka", f"send {topic}", topic=topic):
+        return wrapped(*args, **kwargs)
+
+
+def _traced_kafka_flush(wrapped: Callable[..., Any], producer: Any, args: Any, kwargs: Any) -> Any:
+    if not _in_traced_call():
+        return wrapped(*args, **kwargs)
+    with remote_subsegment("Kafka", "flush"):
+        return wrapped(*args, **kwargs)
+
+
+def _instrument() -> None:
+    """Wrap psycopg and kafka-python once per process, when tracing is on (see the docstring)."""
+    if tracer.disabled or getattr(_instrument, "done", False):
+        return
+    import wrapt
+
+    if _installed("psycopg"):
+        wrapt.wrap_function_wrapper("psycopg", "Cursor.execute", _traced_sql)
+        wrapt.wrap_function_wrapper("psycopg", "Cursor.executemany", _traced_sql)
+    if _installed("kafka"):
+        wrapt.wrap_function_wrapper("kafka", "KafkaProducer.send", _traced_kafka_send)
+        wrapt.wrap_function_wrapper("kafka", "KafkaProducer.flush", _traced_kafka_flush)
+    _instrument.done = True  # type: ignore[attr-defined]
+
 
 def _tracing_on() -> bool:
     return global_sdk_config.sdk_enabled() and not tracer.disabled
+
+
+def _in_traced_call() -> bool:
+    """Tracing is on and there is a trace to add to: in Lambda, only during an invocation (SQL
+    run while the module is imported, say, has no segment and would only make the SDK warn)."""
+    if not _tracing_on():
+        return False
+    return not _in_lambda() or bool(os.environ.get(_LAMBDA_TRACE_ENV))
 
 
 def observed(handler: Callable[..., Any]) -> Callable[..., Any]:
@@ -348,7 +436,7 @@ def _segment_in_trace(parsed: TraceHeader) -> Iterator[None]:
 @contextlib.contextmanager
 def remote_subsegment(name: str, operation: str, **metadata: Any) -> Iterator[Any]:
     """A subsegment for a call to another system, named like X-Ray names remote nodes."""
-    if not _tracing_on():
+    if not _in_traced_call():
         yield None
         return
     with xray_recorder.in_subsegment(name, namespace="remote") as subsegment:
@@ -400,3 +488,6 @@ def timed(name: str) -> Iterator[None]:
         yield
     finally:
         latency_ms(name, (time.perf_counter() - started) * 1000)
+
+
+_instrument()

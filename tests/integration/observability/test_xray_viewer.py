@@ -23,8 +23,11 @@ import boto3
 import psycopg
 import pytest
 from consim.config import settings
+from kafka.admin import NewTopic
+from kafka.errors import TopicAlreadyExistsError
 
 from emulator.xray_daemon import XRayDaemon
+from infra.broker import admin_client
 from simulator.tracing import XRayReader, payment_trace_ids, trace_command
 
 pytestmark = pytest.mark.integration
@@ -154,6 +157,8 @@ SDK_SCRIPT = textwrap.dedent(
     """
     import os
     from consim import observability as o
+    import psycopg
+    from kafka import KafkaProducer
 
     class Context:
         function_name = "processor"
@@ -168,6 +173,12 @@ SDK_SCRIPT = textwrap.dedent(
             with o.sql_subsegment("append"):
                 with o.kafka_subsegment("produce", "payment-events"):
                     pass
+            with psycopg.connect(os.environ["DATABASE_URL"]) as conn:
+                conn.execute("SELECT count(*) FROM events WHERE stream_id = %s", ["none"])
+            producer = KafkaProducer(bootstrap_servers=os.environ["KAFKA_BOOTSTRAP"].split(","))
+            producer.send(os.environ["TOPIC"], b"traced")
+            producer.flush(timeout=10)
+        producer.close()  # it flushes again: outside the record's trace, not in the outline
         return {}
 
     handler({"header": os.environ["RECORD_HEADER"], "payment_id": "pay-sdk"}, Context())
@@ -205,7 +216,22 @@ class DaemonThread:
         self.thread.join(10)
 
 
-def test_sdk_segments_travel_through_the_daemon_into_one_trace(reader):
+TOPIC = "consim-observability-test"
+
+
+@pytest.fixture(scope="module")
+def topic():
+    admin = admin_client(settings().kafka_bootstrap)
+    try:
+        admin.create_topics([NewTopic(TOPIC, num_partitions=1, replication_factor=1)])
+    except TopicAlreadyExistsError:
+        pass
+    finally:
+        admin.close()
+    return TOPIC
+
+
+def test_sdk_segments_travel_through_the_daemon_into_one_trace(reader, topic):
     trace_id, producer = new_trace_id(), new_id()
     with DaemonThread() as address:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_"))}
@@ -216,6 +242,9 @@ def test_sdk_segments_travel_through_the_daemon_into_one_trace(reader):
             POWERTOOLS_SERVICE_NAME="processor",
             _X_AMZN_TRACE_ID=f"Root={new_trace_id()};Parent={new_id()};Sampled=1",
             RECORD_HEADER=f"Root={trace_id};Parent={producer};Sampled=1",
+            DATABASE_URL=settings().database_url,
+            KAFKA_BOOTSTRAP=settings().kafka_bootstrap,
+            TOPIC=topic,
         )
         done = subprocess.run(
             [sys.executable, "-c", SDK_SCRIPT], env=env, capture_output=True, text=True, timeout=60
@@ -226,7 +255,7 @@ def test_sdk_segments_travel_through_the_daemon_into_one_trace(reader):
         trace = None
         while time.monotonic() < deadline:
             found = reader.traces([trace_id])
-            if found and sum(1 for _ in found[0].spans()) >= 3:
+            if found and sum(1 for _ in found[0].spans()) >= 6:
                 trace = found[0]
                 break
             time.sleep(0.5)
@@ -236,7 +265,12 @@ def test_sdk_segments_travel_through_the_daemon_into_one_trace(reader):
         (0, "processor (AWS::Lambda::Function)"),
         (1, "Postgres append"),
         (2, "Kafka produce payment-events"),
+        (1, "Postgres SELECT events"),
+        (1, f"Kafka send {topic}"),
+        (1, "Kafka flush"),
     ]
+    select = next(s for s in trace.spans() if s.label == "Postgres SELECT events")
+    assert select.remote == "Postgres"
     assert trace.roots[0].parent_id == producer
     assert trace.annotation("payment_id") == "pay-sdk"
 

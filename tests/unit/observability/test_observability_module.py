@@ -177,3 +177,20 @@ def test_logs_carry_the_record_trace_and_the_payment():
         for r in emf
         for d in r["_aws"]["CloudWatchMetrics"]
     )
+
+
+@pytest.mark.parametrize(
+    ("statement", "operation"),
+    [
+        ("INSERT INTO events (stream_id) VALUES (%s)", "INSERT events"),
+        ("select metadata from events where stream_id = %s", "SELECT events"),
+        ('UPDATE "provider".knobs SET outage = true', "UPDATE provider.knobs"),
+        ("DELETE FROM outbox WHERE position = %s", "DELETE outbox"),
+        ("SELECT pg_advisory_xact_lock(%s)", "SELECT"),
+        ("", "SQL"),
+    ],
+)
+def test_a_statement_is_named_by_its_verb_and_table(statement, operation):
+    from consim.observability import _sql_operation
+
+    assert _sql_operation(statement) == operation
