@@ -118,7 +118,7 @@ async def _settle(
         if not failing or time.monotonic() - began > timeout_s:
             return evidence, results
         say(out, f"settle: waiting on {', '.join(failing)} ({time.monotonic() - began:.0f}s)")
-        await asyncio.sleep(2.0)
+        await asyncio.sleep(1.0)
 
 
 async def execute(
