@@ -118,8 +118,11 @@ async def _kill_workers(request: web.Request) -> web.Response:
     return _json(200, {"function": name, "killed_pids": pids})
 
 
-async def _to_live_page(request: web.Request) -> web.Response:
-    return web.HTTPFound("/_live/")
+def _redirect(target: str):
+    async def handler(request: web.Request) -> web.Response:
+        raise web.HTTPFound(target)
+
+    return handler
 
 
 def _mount_pages(app: web.Application, settings: Settings) -> list[str]:
@@ -128,11 +131,12 @@ def _mount_pages(app: web.Application, settings: Settings) -> list[str]:
         if importlib.util.find_spec(module_name) is None:
             continue
         try:
-            module = importlib.import_module(module_name)
-            app.add_subapp(prefix, module.create_app(settings))
+            page_app = importlib.import_module(module_name).create_app(settings)
         except Exception:
             log.exception("page module not mounted", extra={"module": module_name})
             continue
+        app.router.add_get(prefix, _redirect(prefix + "/"))
+        app.add_subapp(prefix, page_app)
         mounted.append(prefix)
     return mounted
 
@@ -147,7 +151,7 @@ def build_app(runtime: Runtime, api_keys: ApiKeyChecker, settings: Settings) -> 
     mounted = _mount_pages(app, settings)
     if "/_live" in mounted:
         # The live page owns the root; the API's greedy routes never match "/" itself.
-        app.router.add_get("/", _to_live_page)
+        app.router.add_get("/", _redirect("/_live/"))
 
     gateway = ApiGateway(runtime, api_keys)
     app.router.add_route("*", "/{tail:.*}", gateway.handle)
