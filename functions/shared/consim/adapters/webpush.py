@@ -14,12 +14,11 @@ import os
 import tempfile
 import threading
 from pathlib import Path
+from typing import Any
 
-import requests
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from py_vapid import Vapid
-from pywebpush import WebPushException, webpush
 
 from consim.config import Settings
 from consim.domain.notifications import (
@@ -89,10 +88,12 @@ class WebPushSender:
         self._subject = subject
         self._local = threading.local()
 
-    def _session(self) -> requests.Session:
+    def _session(self) -> Any:
         # A session per thread: connection reuse without sharing a pool across threads.
         session = getattr(self._local, "session", None)
         if session is None:
+            import requests
+
             session = self._local.session = requests.Session()
         return session
 
@@ -106,6 +107,11 @@ class WebPushSender:
         topic: str,
         timeout: float,
     ) -> DeliveryOutcome:
+        # Imported here: pywebpush pulls in aiohttp, and the API (which only needs the key) should
+        # not pay for that at every cold start.
+        import requests
+        from pywebpush import WebPushException, webpush
+
         try:
             response = webpush(
                 subscription_info=push.as_subscription_info(),
