@@ -44,3 +44,17 @@ def new_client() -> tuple[str, str]:
 
 def body(response) -> dict:
     return json.loads(response.body)
+
+
+class LambdaContext:
+    """Enough of Lambda's context object for Powertools' decorators."""
+
+    function_name = "test-function"
+    memory_limit_in_mb = 512
+    invoked_function_arn = "arn:aws:lambda:us-east-1:000000000000:function:test-function"
+
+    def __init__(self) -> None:
+        self.aws_request_id = str(uuid.uuid4())
+
+    def get_remaining_time_in_millis(self) -> int:
+        return 10_000
