@@ -61,3 +61,10 @@ demo: up ## the main job: bring the stack up and run the demo scenario
 trace: venv ## the waterfall of one payment's trace: make trace ID=<payment id>
 	@test -n "$(ID)" || { echo "usage: make trace ID=<payment id>"; exit 2; }
 	$(PY) -m simulator.tracing $(ID)
+
+.PHONY: rebuild-projections bench-hot-account
+rebuild-projections: venv ## rewrite the DynamoDB read models from the event store
+	$(PY) -m consim.services.rebuild
+
+bench-hot-account: venv ## optimistic retry vs per-stream lock on one hot account (running stack)
+	$(PY) benchmarks/hot_account.py $(ARGS)
