@@ -72,6 +72,7 @@ import os
 import re
 import threading
 import time
+import warnings
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -194,6 +195,9 @@ _configure_recorder()
 logger = Logger(service=SERVICE)
 tracer = Tracer(service=SERVICE, patch_modules=[name for name in _PATCHED if _installed(name)])
 metrics = Metrics(namespace=os.environ.get("POWERTOOLS_METRICS_NAMESPACE") or METRICS_NAMESPACE)
+# `observed` flushes after every invocation, and many add no metric of their own: that is
+# expected here, not worth a warning on stderr each time.
+warnings.filterwarnings("ignore", message="No application metrics to publish", category=UserWarning)
 
 _SQL_TARGET = re.compile(r"\b(?:INTO|FROM|UPDATE|TABLE)\s+([\w.\"]+)", re.IGNORECASE)
 
@@ -247,6 +251,35 @@ def _traced_kafka_flush(wrapped: Callable[..., Any], producer: Any, args: Any, k
         return wrapped(*args, **kwargs)
 
 
+def _inside_remote_call() -> bool:
+    """Already inside a recorded call (botocore's, requests', a retry of our own): the outer
+    subsegment tells the story; a second one for the same request would only double it."""
+    entity = xray_recorder.get_trace_entity()
+    return getattr(entity, "namespace", None) in ("aws", "remote")
+
+
+def _traced_urlopen(wrapped: Callable[..., Any], pool: Any, args: Any, kwargs: Any) -> Any:
+    if not _in_traced_call() or _inside_remote_call():
+        return wrapped(*args, **kwargs)
+    method = args[0] if len(args) > 0 else kwargs.get("method")
+    url = args[1] if len(args) > 1 else kwargs.get("url")
+    with xray_recorder.in_subsegment(str(pool.host), namespace="remote") as subsegment:
+        if subsegment is None or not subsegment.sampled:
+            return wrapped(*args, **kwargs)
+        subsegment.put_http_meta("method", str(method))
+        subsegment.put_http_meta("url", f"{pool.scheme}://{pool.host}:{pool.port}{url}")
+        # The callee continues this trace, under this subsegment (as the SDK does for requests).
+        headers = dict((args[3] if len(args) > 3 else kwargs.get("headers")) or pool.headers or {})
+        headers[TRACE_HEADER] = f"Root={subsegment.trace_id};Parent={subsegment.id};Sampled=1"
+        if len(args) > 3:
+            args = (*args[:3], headers, *args[4:])
+        else:
+            kwargs["headers"] = headers
+        response = wrapped(*args, **kwargs)
+        subsegment.put_http_meta("status", getattr(response, "status", None))
+        return response
+
+
 def _instrument() -> None:
     """Wrap psycopg and kafka-python once per process, when tracing is on (see the docstring)."""
     if tracer.disabled or getattr(_instrument, "done", False):
@@ -256,6 +289,12 @@ def _instrument() -> None:
     if _installed("psycopg"):
         wrapt.wrap_function_wrapper("psycopg", "Cursor.execute", _traced_sql)
         wrapt.wrap_function_wrapper("psycopg", "Cursor.executemany", _traced_sql)
+    if _installed("urllib3"):
+        # urllib3 2 sends through its own HTTPConnection.request, which the SDK's httplib
+        # patcher does not see: calls made with urllib3 directly would go unrecorded.
+        wrapt.wrap_function_wrapper(
+            "urllib3.connectionpool", "HTTPConnectionPool.urlopen", _traced_urlopen
+        )
     if _installed("kafka"):
         wrapt.wrap_function_wrapper("kafka", "KafkaProducer.send", _traced_kafka_send)
         wrapt.wrap_function_wrapper("kafka", "KafkaProducer.flush", _traced_kafka_flush)

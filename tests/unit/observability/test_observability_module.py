@@ -25,8 +25,23 @@ RECORD_HEADER = f"Root={RECORD_ROOT};Parent=1111111111111111;Sampled=1"
 
 SCRIPT = textwrap.dedent(
     """
-    import json, os, sys
+    import json, os, sys, threading
+    from http.server import BaseHTTPRequestHandler, HTTPServer
+    import urllib3
     from consim import observability as o
+
+    class Provider(BaseHTTPRequestHandler):
+        def do_POST(self):
+            seen["provider_saw"] = self.headers.get("X-Amzn-Trace-Id")
+            self.send_response(503)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args):
+            pass
+
+    server = HTTPServer(("127.0.0.1", 0), Provider)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
 
     mode = sys.argv[1]
     seen = {}
@@ -48,6 +63,10 @@ SCRIPT = textwrap.dedent(
                 with o.sql_subsegment("append"):
                     with o.kafka_subsegment("produce", "payment-events"):
                         seen["kafka_header"] = o.kafka_trace_header()
+                port = server.server_address[1]
+                urllib3.PoolManager().request(
+                    "POST", f"http://127.0.0.1:{port}/providers/default/payments", body=b"{}"
+                )
                 o.count(o.PAYMENTS_AUTHORIZED)
                 o.logger.info("recorded")
                 if mode == "fail":
@@ -194,3 +213,19 @@ def test_a_statement_is_named_by_its_verb_and_table(statement, operation):
     from consim.observability import _sql_operation
 
     assert _sql_operation(statement) == operation
+
+
+def test_an_http_call_is_a_subsegment_and_carries_the_trace_to_the_callee():
+    seen, docs, _ = run("ok")
+    call = next(d for d in docs if d["name"] == "127.0.0.1")
+    segment = next(d for d in docs if d["name"] == "processor")
+
+    assert call["trace_id"] == RECORD_ROOT
+    assert call["parent_id"] == segment["id"]
+    assert call["namespace"] == "remote"
+    assert call["http"]["request"]["method"] == "POST"
+    assert call["http"]["request"]["url"].endswith("/providers/default/payments")
+    assert call["http"]["response"]["status"] == 503
+    assert call["fault"] is True
+    assert seen["provider_saw"] == f"Root={RECORD_ROOT};Parent={call['id']};Sampled=1"
+    assert sum(1 for d in docs if d.get("http", {}).get("request")) == 1
