@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import Any
 
@@ -10,6 +11,8 @@ from consim.config import settings
 
 from simulator.loadgen import Answer
 from simulator.schedule import AccountPlan, Send
+
+SETUP_ATTEMPTS = 4
 
 
 class ApiError(RuntimeError):
@@ -75,6 +78,21 @@ class PaymentsApi:
     async def health(self) -> Answer:
         return await self.request("GET", "/health")
 
+    async def _setup_call(self, what: str, path: str, body: dict[str, Any]) -> Answer:
+        """A set-up call, retried on 5xx: a cold worker may time out on its first request.
+
+        A retried account opening may find the account opened by the first attempt (409)."""
+        answer = Answer(0, None)
+        for attempt in range(SETUP_ATTEMPTS):
+            try:
+                answer = await self.request("POST", path, json=body)
+            except aiohttp.ClientError as exc:
+                answer = Answer(0, str(exc))
+            if answer.status and answer.status < 500:
+                return answer
+            await asyncio.sleep(0.5 * (attempt + 1))
+        raise ApiError(what, answer.status, answer.body)
+
     async def open_account(self, account: AccountPlan) -> dict[str, Any]:
         body = {
             "id": account.account_id,
@@ -82,9 +100,14 @@ class PaymentsApi:
             "limit": account.limit,
             "balance": account.balance,
         }
-        answer = await self.request("POST", "/accounts", json=body)
-        if answer.status != 201:
-            raise ApiError(f"opening account {account.account_id}", answer.status, answer.body)
+        what = f"opening account {account.account_id}"
+        answer = await self._setup_call(what, "/accounts", body)
+        if answer.status == 409:
+            answer = await self.get_account(account.account_id)
+            if answer.status == 200 and answer.body.get("limit") == account.limit:
+                return answer.body
+        if answer.status not in (200, 201):
+            raise ApiError(what, answer.status, answer.body)
         return answer.body
 
     async def get_account(self, account_id: str) -> Answer:
@@ -101,7 +124,7 @@ class PaymentsApi:
         return await self.request("POST", "/payments", json=body, headers=headers)
 
     async def subscribe(self, body: dict[str, Any]) -> dict[str, Any]:
-        answer = await self.request("POST", "/subscriptions", json=body)
+        answer = await self._setup_call(f"subscribing {body.get('kind')}", "/subscriptions", body)
         if answer.status != 201:
             raise ApiError(f"subscribing {body.get('kind')}", answer.status, answer.body)
         return answer.body

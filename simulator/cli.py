@@ -19,6 +19,7 @@ from typing import Any
 from consim.config import settings
 
 from simulator import runs, scenario, summary
+from simulator.api_client import ApiError
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
@@ -234,6 +235,9 @@ def main(argv: list[str] | None = None) -> int:
     except (scenario.ScenarioError, runs.RunNotFound) as exc:
         print(f"consim: {exc}", file=sys.stderr)
         return EXIT_USAGE
+    except ApiError as exc:
+        print(f"consim: the system did not let the run go on: {exc}", file=sys.stderr)
+        return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
 

@@ -338,6 +338,9 @@ def provider_ledger_matches(evidence: Evidence) -> CheckResult:
         if ledger is None:
             problems.append((provider, "no ledger from this provider"))
             continue
+        if ledger.get("error"):
+            problems.append((provider, f"ledger unreadable: {ledger['error']}"))
+            continue
         charges = ledger.get("charges")
         if charges is not None:
             problems += _compare_charges(provider, recorded_ids[provider], charges)

@@ -27,7 +27,7 @@ from simulator.notifications import Receivers
 from simulator.scenario import Scenario
 from simulator.system import Inspector
 
-SETUP_CONCURRENCY = 8
+SETUP_CONCURRENCY = 4
 
 
 def say(stream: TextIO | None, message: str) -> None:

@@ -42,7 +42,10 @@ def checks_table(checks: list[dict[str, Any]]) -> str:
     rows = [["invariant", "checked", "result"]]
     for c in checks:
         detail = "held" if c["ok"] else c["detail"]
-        rows.append([c["title"], str(c["checked"]), f"{_mark(c['ok'])}: {detail}"[:400]])
+        result = f"{_mark(c['ok'])}: {detail}"
+        rows.append(
+            [c["title"], str(c["checked"]), result if len(result) < 110 else result[:107] + "..."]
+        )
     return table(rows)
 
 
@@ -55,13 +58,15 @@ def slo_table(slos: list[dict[str, Any]]) -> str:
 def render(run: dict[str, Any]) -> str:
     f = run["figures"]
     cats = f["categories"]
+    statuses = ", ".join(f"{k}: {v}" for k, v in sorted(f["http_statuses"].items()))
     head = (
         f"scenario {run['scenario']}  run {run['run_id']}\n"
         f"payments {f['payment_keys']} ({f['achieved_rate']:.1f}/s), sends {f['sends_planned']}: "
         f"accepted {cats['accepted']}, over limit {cats['insufficient-funds']}, "
         f"duplicate in flight {cats['in-flight']}, errors {cats['error']}, "
         f"dropped {cats['dropped']}, late {f['late']}; notifications {f['notifications']}; "
-        f"drain {run.get('drain', {}).get('seconds', 0):.1f}s"
+        f"drain {run.get('drain', {}).get('seconds', 0):.1f}s\n"
+        f"HTTP statuses: {statuses}"
     )
     timeline = run.get("timeline") or []
     lines = [head, "", latency_table(f), "", checks_table(run.get("checks", [])), ""]
