@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 from kafka import KafkaProducer
 
+from consim.observability import current_trace_id, kafka_subsegment, kafka_trace_header
+
 from .envelope import TRACE_HEADER, partition_key, to_envelope, trace_header_of
 from .event_store import EventPublisher, RecordedEvent
 
@@ -40,17 +42,24 @@ class KafkaEventPublisher(EventPublisher):
     def publish(self, events: Sequence[RecordedEvent]) -> list[int]:
         producer = self._get_producer()
         futures = []
-        for event in events:
-            header = trace_header_of(event)
-            futures.append(
-                producer.send(
-                    self._topic,
-                    key=partition_key(event).encode(),
-                    value=json.dumps(to_envelope(event)).encode(),
-                    headers=[(TRACE_HEADER, header.encode())] if header else [],
+        with kafka_subsegment("produce", self._topic):
+            # Published from the request that recorded the events, the header names this
+            # produce call as the consumers' parent; published later (the relay), the header the
+            # event was recorded under keeps the consumers in the payment's own trace.
+            live_header = kafka_trace_header()
+            live_trace = current_trace_id()
+            for event in events:
+                header = live_header if live_trace and live_trace == event.trace_id else None
+                header = header or trace_header_of(event)
+                futures.append(
+                    producer.send(
+                        self._topic,
+                        key=partition_key(event).encode(),
+                        value=json.dumps(to_envelope(event)).encode(),
+                        headers=[(TRACE_HEADER, header.encode())] if header else [],
+                    )
                 )
-            )
-        producer.flush(timeout=self._timeout)
+            producer.flush(timeout=self._timeout)
 
         # Positions count as published only up to the first failure: the rest stay in the outbox.
         published = []

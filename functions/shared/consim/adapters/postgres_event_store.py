@@ -20,6 +20,8 @@ from psycopg import errors
 from psycopg.rows import dict_row
 from psycopg_pool import ConnectionPool
 
+from consim.observability import sql_subsegment
+
 from .event_store import (
     ConcurrencyConflict,
     EventPublisher,
@@ -104,17 +106,17 @@ class PostgresEventStore(EventStore):
     def append_streams(
         self, writes: Sequence[StreamWrite], metadata: dict[str, Any] | None = None
     ) -> list[RecordedEvent]:
-        with self.pool.connection() as conn:
+        with sql_subsegment("append", "INSERT INTO events ..."), self.pool.connection() as conn:
             recorded = _insert(conn, writes, self._with_trace(metadata))
         self._publish_committed(recorded)
         return recorded
 
     def read_stream(self, stream_id: str, after_version: int = 0) -> list[RecordedEvent]:
-        with self.pool.connection() as conn:
+        with sql_subsegment("read_stream"), self.pool.connection() as conn:
             return _read_stream(conn, stream_id, after_version)
 
     def read_all(self, after_position: int = 0, limit: int = 1000) -> list[RecordedEvent]:
-        with self.pool.connection() as conn:
+        with sql_subsegment("read_all"), self.pool.connection() as conn:
             return _read_all(conn, after_position, limit)
 
     @contextmanager
@@ -122,7 +124,11 @@ class PostgresEventStore(EventStore):
         # A transaction-scoped advisory lock on a hash of the stream id: released by the commit
         # or rollback, so a crashed writer cannot leave it held. Two streams sharing a hash only
         # serialise a little more than needed.
-        with self.pool.connection() as conn, conn.transaction():
+        with (
+            sql_subsegment("locked_append", "SELECT pg_advisory_xact_lock(...); INSERT ..."),
+            self.pool.connection() as conn,
+            conn.transaction(),
+        ):
             conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [stream_id])
             session = _Session(conn)
             yield session

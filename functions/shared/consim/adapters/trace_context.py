@@ -8,13 +8,12 @@ across Kafka (the header travels with the record).
 
 from __future__ import annotations
 
-import os
-
-TRACE_ENV = "_X_AMZN_TRACE_ID"
+from consim import observability
 
 
 def current_trace_header() -> str | None:
-    return os.environ.get(TRACE_ENV) or None
+    """The current segment's header when tracing, else the invocation's `_X_AMZN_TRACE_ID`."""
+    return observability.current_trace_header()
 
 
 def trace_id_of(header: str | None) -> str | None:
