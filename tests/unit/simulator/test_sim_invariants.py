@@ -262,3 +262,13 @@ def test_evidence_round_trips_through_a_dict(world: World) -> None:
     again = inv.Evidence.from_dict(evidence.as_dict())
 
     assert again == evidence
+
+
+def test_an_unreadable_ledger_fails_check_5(world: World) -> None:
+    evidence = world.evidence()
+    evidence.provider_ledger["fallback"] = {"error": "HTTPError: 502"}
+
+    result = inv.provider_ledger_matches(evidence)
+
+    assert result.offenders == ("fallback",)
+    assert "unreadable" in result.detail
