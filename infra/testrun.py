@@ -21,6 +21,17 @@ TEST_PORT_OFFSET = "10000"
 NO_TESTS_COLLECTED = 5
 # Only what `up` makes is wiped, never the whole folder: CONSIM_STATE_DIR could be anything.
 _STACK_ENTRIES = ("logs", "run", "postgres", "kafka", "dynalite", "api-key")
+# What `env` exports (bar the offset), and the state dir: the test stack derives its own.
+_STACK_VARIABLES = (
+    "API_URL",
+    "API_KEY",
+    "KAFKA_BOOTSTRAP",
+    "DATABASE_URL",
+    "DYNAMODB_ENDPOINT",
+    "XRAY_ENDPOINT",
+    "AWS_XRAY_DAEMON_ADDRESS",
+    "CONSIM_STATE_DIR",
+)
 
 
 def _wipe(layout: Layout, postgres_root: Path) -> None:
@@ -47,9 +58,20 @@ def _stop_on_sigterm() -> None:
     signal.signal(signal.SIGHUP, handler)
 
 
-def run(args: list[str]) -> int:
-    if not os.environ.get("CONSIM_PORT_OFFSET"):
+def _isolate_environment() -> None:
+    """Point every setting at the test stack, whatever the shell exported for another stack.
+
+    After `eval "$(make -s env)"` the shell holds the developer's endpoints; left in place they
+    would win over the offset, and the tests would run against (and wipe) that stack.
+    """
+    for name in _STACK_VARIABLES:
+        os.environ.pop(name, None)
+    if os.environ.get("CONSIM_PORT_OFFSET", "0") == "0":
         os.environ["CONSIM_PORT_OFFSET"] = TEST_PORT_OFFSET
+
+
+def run(args: list[str]) -> int:
+    _isolate_environment()
     config = settings()
     layout = Layout(config.state_dir)
     _stop_on_sigterm()

@@ -5,11 +5,12 @@ from __future__ import annotations
 import socket
 
 import pytest
+from consim.config import settings
 
 from infra import ports
 from infra.environment import shell_assignments
 from infra.errors import PortTakenError
-from infra.testrun import _pytest_argv
+from infra.testrun import _isolate_environment, _pytest_argv
 
 pytestmark = pytest.mark.unit
 
@@ -57,3 +58,16 @@ def test_pytest_runs_tests_dir_unless_given_a_target():
     assert _pytest_argv(["-m", "integration"])[-3:] == ["tests", "-m", "integration"]
     assert _pytest_argv(["tests/unit", "-x"])[-2:] == ["tests/unit", "-x"]
     assert "tests" not in _pytest_argv(["tests/unit/test_infra_ports.py::test_a_free_port_passes"])
+
+
+def test_the_test_stack_ignores_endpoints_exported_for_another_stack(monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://consim:consim@127.0.0.1:5432/consim")
+    monkeypatch.setenv("CONSIM_STATE_DIR", "/somewhere/precious")
+    monkeypatch.setenv("CONSIM_PORT_OFFSET", "0")
+
+    _isolate_environment()
+
+    config = settings()
+    assert config.postgres_port == 15432
+    assert config.database_url.endswith(":15432/consim")
+    assert config.state_dir.name == "stack-10000"
