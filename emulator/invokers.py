@@ -14,6 +14,8 @@ from botocore.config import Config
 
 from emulator.runtime import Runtime, Throttled
 
+_TEST_CREDENTIALS = {"aws_access_key_id": "test", "aws_secret_access_key": "test"}
+
 
 @dataclass(frozen=True)
 class Outcome:
@@ -58,10 +60,13 @@ class HttpInvoker:
 
     def __init__(self, endpoint_url: str, region: str, names: Mapping[str, str] | None = None):
         self.names = dict(names or {})
+        # LocalStack and the emulator accept any credentials; real ones win when configured.
+        credentials = {} if boto3.Session().get_credentials() else _TEST_CREDENTIALS
         self.client = boto3.client(
             "lambda",
             endpoint_url=endpoint_url,
             region_name=region,
+            **credentials,
             config=Config(retries={"max_attempts": 0}, read_timeout=910, connect_timeout=5),
         )
 

@@ -87,21 +87,21 @@ class KafkaMapping(threading.Thread):
         self.failure_topic = mapping.on_failure_topic or dead_letter_topic
         self.stats = MappingStats()
         self.ready = threading.Event()  # set once partitions are assigned
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
         self._producer: KafkaProducer | None = None
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
     # -- the loop ---------------------------------------------------------------------------
 
     def run(self) -> None:
-        while not self._stop.is_set():
+        while not self._stopping.is_set():
             try:
                 self._consume()
             except Exception:
                 log.exception("kafka mapping failed, restarting", extra=self._log_fields())
-                self._stop.wait(2)
+                self._stopping.wait(2)
 
     def _consume(self) -> None:
         consumer = KafkaConsumer(
@@ -114,6 +114,8 @@ class KafkaMapping(threading.Thread):
             else "latest",
             max_poll_records=self.mapping.batch_size,
             max_poll_interval_ms=1_800_000,  # retries of a slow function may take a while
+            # A topic created after the mapping started is noticed within seconds, not minutes.
+            metadata_max_age_ms=5_000,
             client_id=self.name,
         )
         log.info(
@@ -121,7 +123,7 @@ class KafkaMapping(threading.Thread):
             extra={**self._log_fields(), "group": self.mapping.consumer_group_id},
         )
         try:
-            while not self._stop.is_set():
+            while not self._stopping.is_set():
                 batch = self._collect(consumer)
                 if consumer.assignment():
                     self.ready.set()
@@ -137,7 +139,7 @@ class KafkaMapping(threading.Thread):
         batch: Batch = {}
         count = 0
         deadline: float | None = None
-        while count < self.mapping.batch_size and not self._stop.is_set():
+        while count < self.mapping.batch_size and not self._stopping.is_set():
             wait = 0.5 if deadline is None else max(0.0, deadline - time.monotonic())
             polled = consumer.poll(
                 timeout_ms=int(wait * 1000), max_records=self.mapping.batch_size - count
@@ -158,7 +160,7 @@ class KafkaMapping(threading.Thread):
     def _deliver(self, consumer: KafkaConsumer, batch: Batch) -> None:
         pending = batch
         attempt = 0
-        while pending and not self._stop.is_set():
+        while pending and not self._stopping.is_set():
             self.stats.batches += 1
             self.stats.records_delivered += sum(len(r) for r in pending.values())
             outcome = self._invoke(pending)
@@ -182,7 +184,7 @@ class KafkaMapping(threading.Thread):
                 if not pending:
                     return
             if outcome.throttled:
-                self._stop.wait(1)  # a throttle is not the function's failure: no attempt used
+                self._stopping.wait(1)  # a throttle is not the function's failure: no attempt used
                 continue
 
             attempt += 1
@@ -201,7 +203,7 @@ class KafkaMapping(threading.Thread):
                     "partitions": {k: [r[0].offset, r[-1].offset] for k, r in pending.items()},
                 },
             )
-            self._stop.wait(backoff_seconds(attempt))
+            self._stopping.wait(backoff_seconds(attempt))
 
     def _invoke(self, batch: Batch) -> Outcome:
         event = kafka_event(
