@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import threading
 import time
 from collections.abc import Callable
 
@@ -33,12 +34,19 @@ def ensure_free(service: str, host: str, port: int, proto: str = "tcp") -> None:
             raise PortTakenError(service, host, port, proto) from error
 
 
+_abandoned = threading.Event()
+
+
+def abandon_waits() -> None:
+    """Make every wait_until, in any thread, give up now (the person pressed Ctrl-C)."""
+    _abandoned.set()
+
+
 def wait_until(ready: Callable[[], bool], timeout: float, interval: float = 0.2) -> bool:
     """Poll ready() until it is true or timeout seconds have passed; return its last answer."""
     deadline = time.monotonic() + timeout
     while True:
         if ready():
             return True
-        if time.monotonic() >= deadline:
+        if time.monotonic() >= deadline or _abandoned.wait(interval):
             return False
-        time.sleep(interval)

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 
 from consim.config import Settings
 
-from infra import clients, console
+from infra import clients, console, ports
 from infra.broker import KafkaBroker
 from infra.dynamodb import Dynalite
 from infra.gateway import Emulator, emulator_present
@@ -36,9 +36,18 @@ def _each_at_once(services: list[Service], action: Callable[[Service], object]) 
 
     The services do not depend on each other, and most of their start is waiting (a JVM
     booting, initdb, npm), so together they take as long as the slowest one, Kafka.
+    On Ctrl-C (or SIGTERM) the readiness waits are cut short and every thread is let finish
+    before the interrupt goes on, so nothing is launched after the caller's `down`.
     """
-    with ThreadPoolExecutor(max_workers=len(services)) as pool:
+    pool = ThreadPoolExecutor(max_workers=len(services))
+    try:
         futures = [pool.submit(action, service) for service in services]
+        wait(futures)
+    except BaseException:
+        ports.abandon_waits()
+        raise
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
     errors = [f.exception() for f in futures if f.exception() is not None]
     for error in errors[1:]:
         console.fail(str(error))
