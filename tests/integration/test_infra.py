@@ -15,7 +15,7 @@ from botocore.exceptions import ClientError
 from consim.config import settings
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
-from infra import dynamodb, specs
+from infra import dynamodb, specs, stack
 from infra.broker import admin_client
 from infra.postgres import MIGRATIONS_DIR, MIGRATIONS_TABLE
 
@@ -177,3 +177,14 @@ def test_xray_round_trip_through_moto_server(config):
     assert [t["Id"] for t in traces] == [trace_id]
     stored = [json.loads(s["Document"])["id"] for s in traces[0]["Segments"]]
     assert stored == [segment["id"]]
+
+
+# --- the stack itself -------------------------------------------------------------------------
+def test_up_again_reuses_every_running_service(config):
+    before = {s.name: s.pid for s in stack.status(config) if s.running}
+
+    stack.up(config)
+
+    after = {s.name: s.pid for s in stack.status(config) if s.running}
+    assert {"kafka", "postgres", "dynalite", "moto"} <= before.keys()
+    assert after == before
