@@ -6,13 +6,15 @@ import json
 import logging
 import threading
 from collections.abc import Sequence
-
-from kafka import KafkaProducer
+from typing import TYPE_CHECKING
 
 from consim.observability import current_trace_id, kafka_subsegment, kafka_trace_header
 
 from .envelope import TRACE_HEADER, partition_key, to_envelope, trace_header_of
 from .event_store import EventPublisher, RecordedEvent
+
+if TYPE_CHECKING:
+    from kafka import KafkaProducer
 
 logger = logging.getLogger(__name__)
 
@@ -27,6 +29,10 @@ class KafkaEventPublisher(EventPublisher):
 
     def _get_producer(self) -> KafkaProducer:
         # Made on first use, so a function starts (and serves reads) while Kafka is down.
+        # kafka-python is imported here: it is slow to import, and a cold start that only
+        # reads (GET routes) never needs it.
+        from kafka import KafkaProducer
+
         with self._lock:
             if self._producer is None:
                 self._producer = KafkaProducer(

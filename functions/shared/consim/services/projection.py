@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
 from consim.adapters.event_store import EventStore, RecordedEvent, iter_all
@@ -97,19 +98,27 @@ def rebuild(store: EventStore, models: ReadModels) -> dict[str, int]:
     for event in iter_all(store):
         streams.setdefault(event.stream_id, []).append(event)
 
-    written = {"accounts": 0, "payments": 0}
-    for stream_id, events in streams.items():
+    def write(item: tuple[str, list[RecordedEvent]]) -> str | None:
+        stream_id, events = item
         kind, _, entity_id = stream_id.partition("-")
         if kind == "account":
             account = Account.fold(entity_id, [e.event for e in events])
             fields = account_item(account, events[-1].recorded_at.isoformat())
-            written["accounts"] += _put_unless_newer(models.put_account, fields)
-        elif kind == "payment":
+            return "accounts" if _put_unless_newer(models.put_account, fields) else None
+        if kind == "payment":
             payment = Payment.fold(entity_id, [e.event for e in events])
             fields = payment_item(
                 payment, events[0].recorded_at.isoformat(), events[-1].recorded_at.isoformat()
             )
-            written["payments"] += _put_unless_newer(models.put_payment, fields)
+            return "payments" if _put_unless_newer(models.put_payment, fields) else None
+        return None
+
+    # Each item is one independent conditional write: a few in flight hide the round trips.
+    written = {"accounts": 0, "payments": 0}
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        for kind in pool.map(write, streams.items()):
+            if kind:
+                written[kind] += 1
     return written
 
 
