@@ -75,17 +75,22 @@ class Runtime:
         start = time.time()
         result = await pool.invoke(event, trace.header_for_function())
         end = time.time()
-        log.info(
-            "invocation",
-            extra={
-                "function": pool.spec.function_name,
-                "request_id": result.request_id,
-                "trace_id": trace.root,
-                "duration_ms": round(result.duration_ms, 2),
-                "cold_start": result.cold_start,
-                "error_type": result.error_type,
-            },
-        )
+        fields = {
+            "function": pool.spec.function_name,
+            "request_id": result.request_id,
+            "trace_id": trace.root,
+            "duration_ms": round(result.duration_ms, 2),
+            "cold_start": result.cold_start,
+        }
+        if result.ok:
+            log.info("invocation", extra=fields)
+        else:
+            error = result.payload if isinstance(result.payload, dict) else {}
+            fields.update(
+                error_type=result.error_type,
+                error_message=str(error.get("errorMessage", ""))[:500],
+            )
+            log.warning("invocation failed", extra=fields)
         if self.emitter is not None and trace.sampled:
             error = None if result.ok else result.payload
             self.emitter.emit(
