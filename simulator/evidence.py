@@ -26,6 +26,7 @@ from simulator.invariants import FINAL_TYPES
 
 log = logging.getLogger("consim.simulator")
 
+ADMIN_ATTEMPTS = 5
 _EVENT_COLUMNS = "position, stream_id, version, event_id::text AS event_id, type, data, recorded_at"
 
 
@@ -136,30 +137,31 @@ class ProviderAdmin:
     def _url(self, provider: str, path: str) -> str:
         return f"{self._base}/{provider}/admin/{path}"
 
-    def knobs(self, provider: str) -> dict[str, Any]:
-        response = requests.get(self._url(provider, "knobs"), headers=self._headers, timeout=10)
+    def _call(self, method: str, provider: str, path: str, **kwargs: Any) -> Any:
+        """One admin call, retried while the provider is throttled (429) or cold (5xx): its
+        concurrency cap applies to admin calls too, and a loaded run keeps it busy."""
+        for attempt in range(ADMIN_ATTEMPTS):
+            response = requests.request(
+                method, self._url(provider, path), headers=self._headers, timeout=30, **kwargs
+            )
+            if response.status_code != 429 and response.status_code < 500:
+                break
+            time.sleep(0.5 * 2**attempt)
         response.raise_for_status()
         return response.json()
 
+    def knobs(self, provider: str) -> dict[str, Any]:
+        return self._call("GET", provider, "knobs")
+
     def set_knobs(self, provider: str, changes: dict[str, Any]) -> dict[str, Any]:
-        response = requests.put(
-            self._url(provider, "knobs"), json=changes, headers=self._headers, timeout=10
-        )
-        response.raise_for_status()
-        return response.json()
+        return self._call("PUT", provider, "knobs", json=changes)
 
     def charges(self, provider: str) -> list[dict[str, Any]]:
         charges: list[dict[str, Any]] = []
         after = ""
         while True:
-            response = requests.get(
-                self._url(provider, "charges"),
-                params={"after": after, "limit": 1000},
-                headers=self._headers,
-                timeout=30,
-            )
-            response.raise_for_status()
-            page = response.json()["charges"]
+            page = self._call("GET", provider, "charges", params={"after": after, "limit": 1000})
+            page = page["charges"]
             charges += page
             if len(page) < 1000:
                 return charges
