@@ -19,12 +19,14 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 import json
 import secrets
+import socket
 import threading
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -353,8 +355,24 @@ class BackgroundServer:
 
 
 def free_port() -> int:
-    import socket
-
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         return sock.getsockname()[1]
+
+
+@contextlib.contextmanager
+def serve_push_service(expected_vapid_key: str | None = None) -> Iterator[PushService]:
+    """A PushService listening on a free loopback port until the block ends."""
+    port = free_port()
+    service = PushService(f"http://127.0.0.1:{port}", expected_vapid_key)
+    with BackgroundServer(service.app(), port):
+        yield service
+
+
+@contextlib.contextmanager
+def serve_webhook_receiver() -> Iterator[WebhookReceiver]:
+    """A WebhookReceiver listening on a free loopback port until the block ends."""
+    port = free_port()
+    receiver = WebhookReceiver(f"http://127.0.0.1:{port}")
+    with BackgroundServer(receiver.app(), port):
+        yield receiver

@@ -6,14 +6,12 @@ import base64
 import json
 import secrets
 import uuid
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import boto3
 from consim.config import settings
 
-from simulator.receivers import BackgroundServer, PushService, WebhookReceiver, free_port
+from simulator.receivers import serve_push_service, serve_webhook_receiver
 
 
 def register_client(client_id: str | None = None) -> tuple[str, str]:
@@ -34,20 +32,8 @@ def register_client(client_id: str | None = None) -> tuple[str, str]:
     return key, client_id
 
 
-@contextmanager
-def push_service(expected_vapid_key: str | None = None) -> Iterator[PushService]:
-    port = free_port()
-    service = PushService(f"http://127.0.0.1:{port}", expected_vapid_key)
-    with BackgroundServer(service.app(), port):
-        yield service
-
-
-@contextmanager
-def webhook_receiver() -> Iterator[WebhookReceiver]:
-    port = free_port()
-    receiver = WebhookReceiver(f"http://127.0.0.1:{port}")
-    with BackgroundServer(receiver.app(), port):
-        yield receiver
+push_service = serve_push_service
+webhook_receiver = serve_webhook_receiver
 
 
 def kafka_event(envelopes: list[dict[str, Any]], partition: int = 0, first_offset: int = 0) -> dict:

@@ -320,3 +320,19 @@ def test_a_batch_becomes_notifications_in_offset_order_with_amounts_from_the_pay
         ("e4", "declined", 999, "USD"),
     ]
     assert looked_up == ["p-old"]
+
+
+def test_an_outcome_of_a_payment_the_store_does_not_know_is_skipped_not_retried_forever():
+    from consim.domain.errors import PaymentNotFound
+
+    def facts(payment_id: str) -> tuple[int, str]:
+        raise PaymentNotFound(payment_id)
+
+    event = kafka_event(
+        envelope("e1", "PaymentFailed", payment_id="p-ghost", reason="x"),
+        envelope("e2", "PaymentRequested", payment_id="p-2", amount=1, currency="EUR"),
+    )
+
+    notes = notifications_of(kafka_records(event), facts)
+
+    assert [n.event_id for n in notes] == ["e2"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable, Iterable
 from typing import Any
 
+from consim.domain.errors import NotFound
 from consim.domain.notifications import Notification, notification_from_envelope, status_of
 from consim.observability import annotate, continue_trace, logger
 
@@ -33,7 +34,13 @@ def notifications_of(records: Iterable[KafkaRecord], facts: PaymentFacts) -> lis
             if "amount" in data and "currency" in data:
                 known[payment_id] = (int(data["amount"]), str(data["currency"]))
             elif payment_id not in known:
-                known[payment_id] = facts(payment_id)
+                try:
+                    known[payment_id] = facts(payment_id)
+                except NotFound:
+                    # Retrying cannot make a payment appear: skip it rather than stall the
+                    # partition behind a record that can never be notified.
+                    logger.error("status of an unknown payment, not notified", extra=data)
+                    continue
             amount, currency = known[payment_id]
             notifications.append(notification_from_envelope(envelope, amount, currency))
             logger.debug("status change to notify", extra={"event_id": envelope["event_id"]})
