@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import random
 import threading
@@ -15,9 +16,10 @@ from consim.adapters.event_store import EventPublisher, RecordedEvent
 from consim.adapters.kafka_publisher import KafkaEventPublisher
 from consim.adapters.outbox import OutboxRelay
 from consim.adapters.postgres_event_store import PostgresEventStore, open_pool
-from consim.config import settings
+from consim.config import REPO_ROOT, settings
 from consim.domain.events import AccountOpened
 from kafka import KafkaConsumer
+from support.api import LambdaContext, api_module
 from support.postgres import migrated_url
 
 pytestmark = pytest.mark.integration
@@ -166,3 +168,25 @@ def test_fast_path_and_relay_put_every_event_on_kafka(pool) -> None:
         consumer.close()
     assert set(seen) == wanted
     assert set(seen.values()) == {1}
+
+
+def test_relay_handler_publishes_what_the_fast_path_left(pool, monkeypatch) -> None:
+    api_module()  # the test environment: credentials, tracing off
+    monkeypatch.setenv("OUTBOX_GRACE_SECONDS", "0")
+    spec = importlib.util.spec_from_file_location(
+        "consim_relay_handler", REPO_ROOT / "functions" / "relay" / "handler.py"
+    )
+    relay = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(relay)
+
+    store = PostgresEventStore(pool)  # no publisher: the rows stay in the outbox
+    sid = f"account-relay-{uuid.uuid4()}"
+    [event] = store.append(sid, 0, [AccountOpened(sid[8:], "c", "EUR", 1, 0)])
+
+    result = relay.handler({"source": "aws.events"}, LambdaContext())
+    assert result["published"] >= 1
+    with pool.connection() as conn:
+        left = conn.execute(
+            "SELECT count(*) AS n FROM outbox WHERE position = %s", [event.position]
+        ).fetchone()["n"]
+    assert left == 0

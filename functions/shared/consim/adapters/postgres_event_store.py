@@ -38,8 +38,15 @@ EVENT_COLUMNS = "position, stream_id, version, event_id, type, data, metadata, r
 def open_pool(url: str, min_size: int = 1, max_size: int = 4) -> ConnectionPool:
     # Lambda environments run one request at a time: a small pool per process is enough, and
     # the API, the processor and the relay together must stay under Postgres' max_connections.
+    # check: a Lambda environment sleeps between invocations, and Postgres may have dropped its
+    # idle connections meanwhile; a pooled connection is tested before it is handed out.
     return ConnectionPool(
-        url, min_size=min_size, max_size=max_size, open=True, kwargs={"row_factory": dict_row}
+        url,
+        min_size=min_size,
+        max_size=max_size,
+        open=True,
+        kwargs={"row_factory": dict_row},
+        check=ConnectionPool.check_connection,
     )
 
 
