@@ -12,7 +12,6 @@ import time
 import uuid
 
 import requests
-
 from consim.config import settings
 
 
