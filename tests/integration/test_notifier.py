@@ -16,7 +16,7 @@ from datetime import UTC, datetime
 
 import pytest
 from consim.adapters.envelope import to_envelope
-from consim.adapters.postgres_event_store import PostgresEventStore
+from consim.adapters.memory_event_store import InMemoryEventStore
 from consim.adapters.subscriptions import SubscriptionStore
 from consim.adapters.webhooks import new_secret
 from consim.adapters.webpush import application_server_key, load_vapid
@@ -52,7 +52,15 @@ def store():
 
 @pytest.fixture(scope="module")
 def events():
-    return PostgresEventStore.from_url(settings().database_url, max_size=2)
+    return InMemoryEventStore()
+
+
+@pytest.fixture(autouse=True)
+def amounts_from(notifier, events, monkeypatch):
+    from notifier.facts import PaymentFactsFromStore  # on the path once the handler is loaded
+
+    fanout, _ = notifier._wired()
+    monkeypatch.setattr(notifier, "_wired", lambda: (fanout, PaymentFactsFromStore(events)))
 
 
 @pytest.fixture
@@ -61,9 +69,14 @@ def vapid_key():
 
 
 class Payment:
-    """A payment written to the event store; its events as the Kafka envelopes carry them."""
+    """A payment's events, as the Kafka envelopes carry them.
 
-    def __init__(self, events: PostgresEventStore, amount: int = 4200) -> None:
+    Its stream is kept in an in-memory event store that the notifier reads amounts from: made-up
+    payments written to the stack's shared Postgres would reach the processor (through the
+    outbox relay) and the whole-store checks of other tests.
+    """
+
+    def __init__(self, events: InMemoryEventStore, amount: int = 4200) -> None:
         self.events = events
         self.id = str(uuid.uuid4())
         self.account_id = f"acc-{uuid.uuid4().hex[:10]}"

@@ -336,3 +336,25 @@ def test_an_outcome_of_a_payment_the_store_does_not_know_is_skipped_not_retried_
     notes = notifications_of(kafka_records(event), facts)
 
     assert [n.event_id for n in notes] == ["e2"]
+
+
+def test_amounts_come_from_the_payments_stream_and_are_remembered():
+    from consim.adapters.memory_event_store import InMemoryEventStore
+    from consim.domain.errors import PaymentNotFound
+    from consim.domain.events import PaymentRequested
+    from notifier.facts import PaymentFactsFromStore
+
+    store = InMemoryEventStore()
+    store.append("payment-p-7", 0, [PaymentRequested("p-7", "a-1", "c", 321, "SEK", None, "k")])
+    reads: list[str] = []
+    original = store.read_stream
+    store.read_stream = lambda stream_id, after=0: (
+        reads.append(stream_id) or original(stream_id, after)
+    )
+    facts = PaymentFactsFromStore(store)
+
+    assert facts("p-7") == (321, "SEK")
+    assert facts("p-7") == (321, "SEK")
+    assert reads == ["payment-p-7"]
+    with pytest.raises(PaymentNotFound):
+        facts("p-unknown")
