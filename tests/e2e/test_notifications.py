@@ -118,6 +118,10 @@ def test_each_payment_gives_pending_then_its_outcome_once_to_push_and_webhook(ap
                     payment_id,
                     seen,
                 )
+            # The outcome events carry no amount: it comes from the payment's stream.
+            assert {(m.body["amount"], m.body["currency"]) for m in inbox.of(name)} == {
+                (700, "EUR")
+            }
             assert inbox.refused == []
         latencies = {
             kind: {
