@@ -24,6 +24,7 @@ COLOURS = {
     "api": "#2b7bb9",
     "late": "#d9463b",
     "intended": "#999999",
+    "conflicts": "#111111",
 }
 
 
@@ -173,15 +174,18 @@ def throughput(figures: dict[str, Any], timeline: list[dict[str, Any]]) -> str:
     return plot.svg(list(CATEGORIES))
 
 
-def conflicts(figures: dict[str, Any]) -> str:
+def conflicts(figures: dict[str, Any], system: dict[str, Any]) -> str:
     series = figures["series"]
     rows = [(r["t"] + 0.5, r["insufficient-funds"], r["in-flight"], r["late"]) for r in series]
-    y_max = max([max(a, b, c) for _, a, b, c in rows] + [1])
+    retries = [(t + 0.5, v) for t, v in system.get("reservation_conflicts", [])]
+    y_max = max([max(a, b, c) for _, a, b, c in rows] + [v for _, v in retries] + [1])
     plot = Plot(max(len(series), 1), y_max, "second of the run", "per second")
     plot.line([(t, a) for t, a, _, _ in rows], COLOURS["insufficient-funds"], "422 over limit")
     plot.line([(t, b) for t, _, b, _ in rows], COLOURS["in-flight"], "409 duplicate in flight")
     plot.line([(t, c) for t, _, _, c in rows], COLOURS["late"], "late sends")
-    return plot.svg(["insufficient-funds", "in-flight", "late"])
+    plot.dots(retries, COLOURS["conflicts"])
+    legend = ["insufficient-funds", "in-flight", "late", "conflicts"]
+    return plot.svg(legend)
 
 
 def _table(headers: list[str], rows: list[list[Any]], ok_column: int | None = None) -> str:
@@ -261,6 +265,8 @@ def render(run: dict[str, Any]) -> str:
         ]
         for h in timeline
     ]
+    totals = (run.get("system_metrics") or {}).get("totals", {})
+    metric_rows = [[name, f"{value:g}"] for name, value in totals.items()]
     check_rows = [[c["title"], c["checked"], c["detail"], c["ok"]] for c in checks]
     slo_rows = [[s["name"], s["target"], s["actual"], s["ok"]] for s in slos]
     sections = [
@@ -285,9 +291,13 @@ def render(run: dict[str, Any]) -> str:
         "<h2>Throughput</h2>",
         throughput(figures, timeline),
         "<h2>Reservation conflicts, duplicates in flight, late sends</h2>",
-        conflicts(figures),
+        conflicts(figures, run.get("system_metrics") or {}),
+        "<p>conflicts: the API's ReservationConflicts metric (appends that lost the race for an "
+        "account's stream and retried), per second, from the functions' EMF metrics.</p>",
         "<h2>Run</h2>",
         _table(["figure", "value"], summary_rows),
+        "<h2>The functions' own counts over the run (EMF metrics)</h2>",
+        _table(["metric", "total"], metric_rows) if metric_rows else "<p>none found</p>",
         "<h2>Timeline</h2>",
         _table(["at", "what", "took", "result"], timeline_rows)
         if timeline_rows

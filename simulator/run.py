@@ -179,6 +179,12 @@ async def execute(
             scenario.settle_timeout_s,
             out,
         )
+        try:
+            system_metrics = await asyncio.to_thread(
+                inspector.system_metrics, runner.wall_start, time.time()
+            )
+        except Exception as exc:  # the metrics are a figure for the report, not a verdict
+            system_metrics = {"error": f"{type(exc).__name__}: {exc}"}
     finally:
         await receivers.stop()
 
@@ -206,6 +212,7 @@ async def execute(
         "timeline": [h.as_dict() for h in happenings],
         "drain": drain,
         "figures": figures,
+        "system_metrics": system_metrics,
         "checks": checks,
         "slos": slos,
         "ok": all(c["ok"] for c in checks) and all(s["ok"] for s in slos),

@@ -7,7 +7,9 @@ payments are not final yet), the provider's knobs and the chaos levers.
 from __future__ import annotations
 
 import logging
+from collections import defaultdict
 from collections.abc import Iterable
+from pathlib import Path
 from typing import Any, Protocol
 
 from consim.config import Settings
@@ -35,6 +37,8 @@ class Inspector(Protocol):
     def knobs(self, provider: str) -> dict[str, Any]: ...
 
     def set_knobs(self, provider: str, changes: dict[str, Any]) -> Any: ...
+
+    def system_metrics(self, wall_start: float, wall_end: float) -> dict[str, Any]: ...
 
 
 class StackInspector:
@@ -77,3 +81,31 @@ class StackInspector:
 
     def set_knobs(self, provider: str, changes: dict[str, Any]) -> Any:
         return self.provider.set_knobs(provider, changes)
+
+    def system_metrics(self, wall_start: float, wall_end: float) -> dict[str, Any]:
+        """The functions' own EMF metrics over the run (native stack: from its log folder)."""
+        return read_system_metrics(self.config.state_dir / "logs", wall_start, wall_end)
+
+
+def read_system_metrics(logs: Path, wall_start: float, wall_end: float) -> dict[str, Any]:
+    """Totals per metric, and reservation conflicts per second of the run, from EMF records."""
+    from simulator.metrics import _lines, _log_files, _values, emf_records
+
+    totals: dict[str, float] = defaultdict(float)
+    conflicts: dict[int, float] = defaultdict(float)
+    for record in emf_records(_lines(_log_files(logs))):
+        stamp = record["_aws"].get("Timestamp")
+        if not isinstance(stamp, int | float) or not wall_start <= stamp / 1000 <= wall_end:
+            continue
+        for directive in record["_aws"].get("CloudWatchMetrics") or []:
+            for metric in directive.get("Metrics") or []:
+                name = metric.get("Name")
+                if name in record and metric.get("Unit") == "Count":
+                    value = sum(_values(record[name]))
+                    totals[name] += value
+                    if name == "ReservationConflicts":
+                        conflicts[int(stamp / 1000 - wall_start)] += value
+    return {
+        "totals": dict(sorted(totals.items())),
+        "reservation_conflicts": [[t, v] for t, v in sorted(conflicts.items())],
+    }

@@ -292,3 +292,6 @@ class FakeInspector:
     def set_knobs(self, provider: str, changes: dict[str, Any]) -> Any:
         self.system.knob_calls.append((provider, dict(changes)))
         return changes
+
+    def system_metrics(self, wall_start: float, wall_end: float) -> dict[str, Any]:
+        return {"totals": {"ReservationConflicts": 3.0}, "reservation_conflicts": [[0, 3.0]]}

@@ -132,7 +132,10 @@ def test_check_and_report_commands_work_on_a_saved_run(
     evidence["kafka_event_ids"] = []
     (run_dir / runs.EVIDENCE_FILE).write_text(json.dumps(evidence))
     assert cli.main(["check", "--offline", str(run_dir)]) == 1
-    assert "not on the topic" in capsys.readouterr().out
+    kafka_line = next(
+        line for line in capsys.readouterr().out.splitlines() if "published to Kafka" in line
+    )
+    assert "FAIL" in kafka_line
 
 
 def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
