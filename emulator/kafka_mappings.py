@@ -8,9 +8,10 @@ MaximumRetryAttempts the records still failing go to the on-failure topic (the m
 `kafka://` destination, else the stack's dead-letter topic) with headers saying why and from
 where, and the mapping moves past them.
 
-Per-partition order holds because a mapping delivers one batch at a time and never moves past a
-record before it succeeded or was sent to the on-failure topic. (AWS may run one invocation per
-partition at once; here a mapping's partitions share one line: slower, never out of order.)
+Per-partition order holds because each partition's records of a batch go to one invocation at a
+time, and a partition never moves past a record before it succeeded or was sent to the
+on-failure topic. The partitions of a batch are delivered at once, one invocation each, as AWS
+runs up to one invocation per partition; the next poll waits for the slowest of them.
 
 Failure headers on the on-failure topic: x-failure-reason (RetriesExhausted), x-failure-error
 (the function's errorType: errorMessage), x-failure-source (<topic>-<partition>@<offset>),
@@ -22,6 +23,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
@@ -89,6 +91,7 @@ class KafkaMapping(threading.Thread):
         self.ready = threading.Event()  # set once partitions are assigned
         self._stopping = threading.Event()
         self._producer: KafkaProducer | None = None
+        self._producer_lock = threading.Lock()
 
     def stop(self) -> None:
         self._stopping.set()
@@ -128,7 +131,7 @@ class KafkaMapping(threading.Thread):
                 if consumer.assignment():
                     self.ready.set()
                 if batch:
-                    self._deliver(consumer, batch)
+                    self._deliver_by_partition(consumer, batch)
         finally:
             consumer.close(autocommit=False)
             if self._producer is not None:
@@ -157,7 +160,28 @@ class KafkaMapping(threading.Thread):
                 break
         return batch
 
-    def _deliver(self, consumer: KafkaConsumer, batch: Batch) -> None:
+    def _deliver_by_partition(self, consumer: KafkaConsumer, batch: Batch) -> None:
+        """Each partition of the batch in its own invocation, the partitions at once (as AWS
+        runs up to one invocation per partition); offsets are committed from this thread
+        only, since a consumer is not thread-safe."""
+        parts = [{key: records} for key, records in batch.items()]
+        if len(parts) == 1:
+            done = [self._deliver(parts[0])]
+        else:
+            with ThreadPoolExecutor(len(parts), thread_name_prefix=self.name) as pool:
+                done = list(pool.map(self._deliver, parts))
+        offsets = {
+            TopicPartition(topic, partition): OffsetAndMetadata(next_offset, "", -1)
+            for positions in done
+            for topic, partition, next_offset in positions.values()
+        }
+        if offsets:
+            consumer.commit(offsets)
+
+    def _deliver(self, batch: Batch) -> dict[str, tuple[str, int, int]]:
+        """Deliver until done, retrying what fails; returns, per partition, the offset to
+        commit (the next record to read) once the records before it are done with."""
+        done: dict[str, tuple[str, int, int]] = {}
         pending = batch
         attempt = 0
         while pending and not self._stopping.is_set():
@@ -179,10 +203,13 @@ class KafkaMapping(threading.Thread):
                     outcome = Outcome(
                         False, {"errorType": "InvalidBatchResponse", "errorMessage": str(exc)}
                     )
-                self._commit_done(consumer, pending, first_failed)
+                for key, records in pending.items():
+                    next_offset = first_failed.get(key, records[-1].offset + 1)
+                    if next_offset > records[0].offset:
+                        done[key] = (records[0].topic, records[0].partition, next_offset)
                 pending = remaining_after(pending, first_failed)
                 if not pending:
-                    return
+                    break
             if outcome.throttled:
                 self._stopping.wait(1)  # a throttle is not the function's failure: no attempt used
                 continue
@@ -192,8 +219,9 @@ class KafkaMapping(threading.Thread):
             limit = self.mapping.maximum_retry_attempts
             if 0 <= limit < attempt:
                 self._send_to_failure_topic(pending, outcome, attempt)
-                self._commit_done(consumer, pending, {})
-                return
+                for key, records in pending.items():
+                    done[key] = (records[0].topic, records[0].partition, records[-1].offset + 1)
+                break
             log.warning(
                 "batch failed, retrying",
                 extra={
@@ -204,6 +232,7 @@ class KafkaMapping(threading.Thread):
                 },
             )
             self._stopping.wait(backoff_seconds(attempt))
+        return done
 
     def _invoke(self, batch: Batch) -> Outcome:
         event = kafka_event(
@@ -215,20 +244,10 @@ class KafkaMapping(threading.Thread):
             log.warning("invoke failed", extra={**self._log_fields(), "error": repr(exc)})
             return Outcome(False, {"errorType": type(exc).__name__, "errorMessage": str(exc)})
 
-    def _commit_done(self, consumer: KafkaConsumer, batch: Batch, first_failed: dict[str, int]):
-        offsets = {}
-        for key, records in batch.items():
-            # The committed offset is the next record to read: past the batch, or the failure.
-            next_offset = first_failed.get(key, records[-1].offset + 1)
-            if next_offset > records[0].offset or key not in first_failed:
-                tp = TopicPartition(records[0].topic, records[0].partition)
-                offsets[tp] = OffsetAndMetadata(next_offset, "", -1)
-        if offsets:
-            consumer.commit(offsets)
-
     def _send_to_failure_topic(self, batch: Batch, outcome: Outcome, attempts: int) -> None:
-        if self._producer is None:
-            self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+        with self._producer_lock:  # partitions fail in threads of their own
+            if self._producer is None:
+                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
         error = outcome.payload if isinstance(outcome.payload, dict) else {}
         reason = f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"[:1000]
         futures = []
