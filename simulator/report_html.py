@@ -41,11 +41,19 @@ def _nice_max(value: float) -> float:
 class Plot:
     """A tiny SVG canvas with linear axes."""
 
-    def __init__(self, x_max: float, y_max: float, x_label: str, y_label: str) -> None:
+    def __init__(
+        self,
+        x_max: float,
+        y_max: float,
+        x_label: str,
+        y_label: str,
+        x_ticks: list[tuple[float, str]] | None = None,
+    ) -> None:
         self.x_max = x_max or 1.0
         self.y_max = _nice_max(y_max)
         self.parts: list[str] = []
-        self._axes(x_label, y_label)
+        ticks = x_ticks or [(self.x_max * i / 5, f"{self.x_max * i / 5:.3g}") for i in range(6)]
+        self._axes(x_label, y_label, ticks)
 
     def x(self, value: float) -> float:
         return PAD_L + (W - PAD_L - PAD_R) * value / self.x_max
@@ -53,7 +61,7 @@ class Plot:
     def y(self, value: float) -> float:
         return H - PAD_B - (H - PAD_T - PAD_B) * min(value, self.y_max) / self.y_max
 
-    def _axes(self, x_label: str, y_label: str) -> None:
+    def _axes(self, x_label: str, y_label: str, ticks: list[tuple[float, str]]) -> None:
         p = self.parts
         p.append(
             f'<line x1="{PAD_L}" y1="{H - PAD_B}" x2="{W - PAD_R}" y2="{H - PAD_B}" stroke="#444"/>'
@@ -66,11 +74,10 @@ class Plot:
                 f'<line x1="{PAD_L}" y1="{y:.1f}" x2="{W - PAD_R}" y2="{y:.1f}" stroke="#eee"/>'
             )
             p.append(f'<text x="{PAD_L - 6}" y="{y + 4:.1f}" text-anchor="end">{value:g}</text>')
-        for i in range(6):
-            value = self.x_max * i / 5
+        for value, label in ticks:
             p.append(
                 f'<text x="{self.x(value):.1f}" y="{H - PAD_B + 16}" '
-                f'text-anchor="middle">{value:.3g}</text>'
+                f'text-anchor="middle">{html.escape(label)}</text>'
             )
         p.append(
             f'<text x="{(W + PAD_L) / 2}" y="{H - 6}" text-anchor="middle">'
@@ -154,7 +161,8 @@ def _nines(percentile: float) -> float:
 def distribution(figures: dict[str, Any]) -> str:
     curves = {"api": figures["api_distribution"], **figures["e2e_distribution"]}
     y_max = max([v for c in curves.values() for _, v in c] + [1])
-    plot = Plot(5, y_max, "percentile (0, 90, 99, 99.9, 99.99, 99.999)", "latency (ms)")
+    ticks = [(0, "0%"), (1, "90%"), (2, "99%"), (3, "99.9%"), (4, "99.99%"), (5, "99.999%")]
+    plot = Plot(5, y_max, "percentile", "latency (ms)", ticks)
     for name, curve in curves.items():
         plot.line([(_nines(p), v) for p, v in curve], COLOURS.get(name, "#666"), name)
     return plot.svg(list(curves))
@@ -225,7 +233,8 @@ def _latency_rows(figures: dict[str, Any]) -> list[list[Any]]:
 STYLE = """
 body{font:14px/1.45 system-ui,sans-serif;margin:24px auto;max-width:860px;color:#222}
 h1{font-size:22px}h2{font-size:17px;margin-top:28px}
-table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;padding:3px 8px;
+table{border-collapse:collapse;margin:8px 0}td,th{border:1px solid #ddd;min-width:60px;
+padding:3px 8px;
 text-align:left;vertical-align:top}th{background:#f4f4f4}tr.ok td:last-child{color:#1a7f37}
 tr.bad td{background:#fdecea}svg text{font-size:11px;fill:#444}
 .legend{margin:2px 0 10px 60px}.key{margin-right:14px}.key i{display:inline-block;width:10px;
