@@ -56,7 +56,7 @@ fmt: venv ## ruff format
 	$(VENV)/bin/ruff check --fix .
 
 demo: up ## the main job: bring the stack up, run the demo scenario, print the summary and report path
-	$(VENV)/bin/consim run demo $(ARGS)
+	$(VENV)/bin/consim run demo --trace $(ARGS)
 
 trace: venv ## the waterfall of one payment's trace: make trace ID=<payment id>
 	@test -n "$(ID)" || { echo "usage: make trace ID=<payment id>"; exit 2; }

@@ -107,7 +107,32 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = asyncio.run(_run(chosen, args.quiet))
     print(summary.render(record))
     print(f"report: {record['run_dir']}/{runs.REPORT_FILE}")
+    if args.trace:
+        _show_one_trace(record)
     return EXIT_OK if record["ok"] else EXIT_FAILED
+
+
+def _show_one_trace(record: dict[str, Any]) -> None:
+    """The waterfall of one payment that reached a final status (else of any accepted one)."""
+    finals = [
+        n["payment_id"]
+        for n in record["notifications"]
+        if n.get("status") in ("authorized", "declined", "failed") and n.get("payment_id")
+    ]
+    accepted = [o["payment_id"] for o in record["outcomes"] if o.get("payment_id")]
+    chosen = (finals or accepted or [None])[0]
+    if chosen is None:
+        print("no payment to trace")
+        return
+    try:
+        from simulator import tracing
+    except ImportError:
+        return
+    print(f"\ntrace of payment {chosen} (consim trace {chosen}):")
+    args = argparse.Namespace(
+        payment_id=chosen, trace_id=None, xray_endpoint=None, width=120, wait=5.0
+    )
+    tracing.trace_command(args)
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -190,6 +215,9 @@ def parser() -> argparse.ArgumentParser:
         help="override any scenario value, e.g. --set hot.share=0.5",
     )
     run.add_argument("--quiet", action="store_true", help="no progress lines on stderr")
+    run.add_argument(
+        "--trace", action="store_true", help="end by printing the trace waterfall of one payment"
+    )
     run.set_defaults(func=cmd_run)
 
     scen = sub.add_parser("scenarios", help="list the shipped scenarios")
