@@ -165,6 +165,9 @@ def render_trace_html(trace: Trace) -> str:
         label = html.escape(span.label)
         if span.is_segment:
             label = f"<b>{label}</b>"
+        if row.caller is not None:
+            caller = html.escape(f"{row.caller.service}: {row.caller.label}")
+            label += f" <span class='muted'>&larr; {caller}</span>"
         cause = f"<div class='cause'>{html.escape(span.cause)}</div>" if span.cause else ""
         duration = "…" if span.duration is None else f"{span.duration * 1000:.1f}"
         rows.append(

@@ -165,11 +165,28 @@ class _RecordAwareLambdaContext(LambdaContext):
     def _refresh_context(self) -> None:
         header = getattr(self._override, "header", None)
         if header is None:
-            super()._refresh_context()
+            self._refresh_from_environment()
             return
         segment = getattr(self._local, "segment", None)
         if segment is None or segment.trace_id != header.root:
             self._initialize_context(header)
+
+    def _refresh_from_environment(self) -> None:
+        # The stock context keeps its facade while the trace id stays the same. A function
+        # called twice in one trace (the provider, by the processor) gets a new parent each
+        # time, and the second invocation's subsegments would hang under the first's segment.
+        header = TraceHeader.from_header_str(os.getenv(_LAMBDA_TRACE_ENV))
+        segment = getattr(self._local, "segment", None)
+        if (
+            isinstance(segment, FacadeSegment)
+            and header.root == segment.trace_id
+            and header.parent
+            and header.parent != segment.id
+            and global_sdk_config.sdk_enabled()
+        ):
+            self._initialize_context(header)
+            return
+        super()._refresh_context()
 
 
 def _in_lambda() -> bool:

@@ -43,6 +43,7 @@ class Span:
     cause: str | None = None
     service: str = ""
     children: list[Span] = field(default_factory=list)
+    parent: Span | None = field(default=None, repr=False, compare=False)
 
     @property
     def duration(self) -> float | None:
@@ -68,6 +69,11 @@ class Row:
     depth: int
     span: Span
     offset: float
+
+    @property
+    def caller(self) -> Span | None:
+        """For a segment: the entity in another service that called it (its parent)."""
+        return self.span.parent if self.span.is_segment else None
 
 
 @dataclass
@@ -121,17 +127,25 @@ class Trace:
         return None
 
     def rows(self) -> list[Row]:
-        """Depth-first, children in time order: the lines of the waterfall."""
+        """The lines of the waterfall: one block per segment, blocks in time order, and in each
+        block the segment's subsegments depth-first, in time order.
+
+        A segment called by another service (the processor under the API's Kafka produce)
+        starts its own block instead of nesting inside its caller's: nested, a long consumer
+        would push the rest of its caller's subsegments far below, out of time order.
+        """
         origin = self.start
         rows: list[Row] = []
 
         def walk(span: Span, depth: int) -> None:
             rows.append(Row(depth, span, span.start - origin))
             for child in sorted(span.children, key=lambda s: s.start):
-                walk(child, depth + 1)
+                if not child.is_segment:
+                    walk(child, depth + 1)
 
-        for root in sorted(self.roots, key=lambda s: s.start):
-            walk(root, 0)
+        heads = [s for s in self.spans() if s.is_segment or s.parent is None]
+        for head in sorted(heads, key=lambda s: s.start):
+            walk(head, 0)
         return rows
 
 
@@ -162,6 +176,7 @@ def parse_trace(trace_id: str, documents: Iterable[str | dict[str, Any]]) -> Tra
             roots.append(span)
         else:
             parent.children.append(span)
+            span.parent = parent
 
     for root in roots:
         _inherit_service(root, root.name)
@@ -289,6 +304,8 @@ def render_waterfall(trace: Trace, width: int = 110) -> str:
         length = max(1, round((span.duration or 0.0) / total * bar_width))
         bar = " " * min(begin, bar_width - 1) + ("#" if span.is_segment else "=") * length
         status = f" {span.http_status}" if span.http_status else ""
+        if row.caller is not None:
+            status += f" <- {row.caller.service}: {row.caller.label}"
         lines.append(
             f"{_ms(row.offset):>9} {_ms(span.duration):>8} {span.marks:3} {name:<46} "
             f"|{bar[:bar_width]:<{bar_width}}|{status}"

@@ -127,7 +127,7 @@ EXPECTED = [
     (1, "## app"),
     (2, "Postgres append"),
     (2, "Kafka produce payment-events"),
-    (3, "processor (AWS::Lambda::Function)"),
+    (0, "processor (AWS::Lambda::Function)"),
 ]
 
 

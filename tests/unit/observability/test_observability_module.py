@@ -7,6 +7,7 @@ of the test stands in for the daemon.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import socket
@@ -229,3 +230,53 @@ def test_an_http_call_is_a_subsegment_and_carries_the_trace_to_the_callee():
     assert call["fault"] is True
     assert seen["provider_saw"] == f"Root={RECORD_ROOT};Parent={call['id']};Sampled=1"
     assert sum(1 for d in docs if d.get("http", {}).get("request")) == 1
+
+
+TWICE = textwrap.dedent(
+    """
+    import os
+    from consim import observability as o
+
+    class Context:
+        function_name = "provider"
+        memory_limit_in_mb = 128
+        invoked_function_arn = "arn:aws:lambda:us-east-1:123456789012:function:provider"
+        aws_request_id = "req-1"
+
+    @o.observed
+    def handler(event, context):
+        with o.remote_subsegment("Postgres", "charge"):
+            pass
+        return {}
+
+    for parent in ("aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"):
+        os.environ["_X_AMZN_TRACE_ID"] = f"Root={os.environ['ROOT']};Parent={parent};Sampled=1"
+        handler({}, Context())
+    """
+)
+
+
+def test_two_invocations_in_one_trace_hang_under_their_own_segments():
+    daemon = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    daemon.bind(("127.0.0.1", 0))
+    daemon.settimeout(0.5)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("POWERTOOLS_", "_X_AMZN"))}
+    env.update(
+        LAMBDA_TASK_ROOT=os.getcwd(),
+        AWS_LAMBDA_FUNCTION_NAME="provider",
+        AWS_XRAY_DAEMON_ADDRESS=f"127.0.0.1:{daemon.getsockname()[1]}",
+        ROOT=RECORD_ROOT,
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", TWICE], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+    docs = []
+    with contextlib.suppress(TimeoutError):
+        while True:
+            docs.append(json.loads(daemon.recvfrom(65536)[0].partition(b"\n")[2]))
+    daemon.close()
+
+    handlers = [d for d in docs if d["name"] == "## handler"]
+    assert [d["parent_id"] for d in handlers] == ["aaaaaaaaaaaaaaaa", "bbbbbbbbbbbbbbbb"]
+    assert all(d["trace_id"] == RECORD_ROOT for d in handlers)

@@ -60,6 +60,7 @@ def test_trace_page_has_every_row_and_a_service_map(
     assert "ProviderUnavailable: outage" in body
     assert "<svg" in body and ">127.0.0.1/providers<" in body
     assert "payment_id <code>pay-1</code>" in body
+    assert "&larr; api: Kafka produce payment-events" in body
 
 
 def test_list_page_links_each_trace_with_its_services(

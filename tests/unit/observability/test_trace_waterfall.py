@@ -22,16 +22,17 @@ def _outline(trace) -> list[tuple[int, str]]:
     return [(row.depth, row.span.label) for row in trace.rows()]
 
 
+# One block per segment, in time order; subsegments nested inside their segment's block.
 EXPECTED_OUTLINE = [
     (0, "api (AWS::Lambda::Function)"),
     (1, "## app"),
     (2, "Postgres append"),
     (2, "DynamoDB PutItem consim-idempotency"),
     (2, "Kafka produce payment-events"),
-    (3, "processor (AWS::Lambda::Function)"),
-    (4, "127.0.0.1 POST /providers/default/payments"),
-    (4, "Postgres append"),
-    (3, "notifier (AWS::Lambda::Function)"),
+    (0, "processor (AWS::Lambda::Function)"),
+    (1, "127.0.0.1 POST /providers/default/payments"),
+    (1, "Postgres append"),
+    (0, "notifier (AWS::Lambda::Function)"),
 ]
 
 
@@ -40,6 +41,8 @@ def test_flat_documents_from_moto_become_one_tree(flat_documents, trace_id):
 
     assert _outline(trace) == EXPECTED_OUTLINE
     assert len(trace.roots) == 1
+    processor = next(s for s in trace.spans() if s.name == "processor")
+    assert processor.parent is not None and processor.parent.label == "Kafka produce payment-events"
 
 
 def test_nested_documents_from_aws_give_the_same_tree(nested_documents, trace_id):
@@ -113,7 +116,9 @@ def test_render_waterfall_lists_every_entity_in_order(flat_documents, trace_id):
     assert "Postgres append" in body[2] and body[2].split()[:2] == ["10.0", "30.0"]
     assert " F " in body[6] and body[6].rstrip().endswith("503")
     assert any("! ProviderUnavailable: outage" in line for line in lines)
-    assert body[5].index("processor") > body[4].index("Kafka")
+    assert body[5].rstrip().endswith("<- api: Kafka produce payment-events")
+    assert body[8].rstrip().endswith("<- api: Kafka produce payment-events")
+    assert "<-" not in body[0]
 
 
 def test_waterfall_bars_start_where_the_span_starts(flat_documents, trace_id):
