@@ -110,7 +110,14 @@ async def _settle(
 ) -> tuple[Evidence, list[dict[str, Any]]]:
     began = time.monotonic()
     while True:
-        evidence = await gather_evidence(inspector, api, account_ids, outcomes)
+        try:
+            evidence = await gather_evidence(inspector, api, account_ids, outcomes)
+        except Exception as exc:  # Postgres may still be coming back (chaos): try again
+            if time.monotonic() - began > timeout_s:
+                raise
+            say(out, f"settle: evidence unreadable ({type(exc).__name__}: {exc}); retrying")
+            await asyncio.sleep(1.0)
+            continue
         evidence.subscriptions = list(receivers.subscriptions)
         evidence.notifications = receivers.notifications(wall_start)
         results = [r.as_dict() for r in check_all(evidence)]
