@@ -32,6 +32,10 @@ def max_workers_from_env() -> int:
     return int(os.environ.get("EMULATOR_MAX_WORKERS", "4"))
 
 
+def prewarm_from_env() -> int:
+    return int(os.environ.get("EMULATOR_PREWARM", "0"))
+
+
 def queue_timeout_from_env() -> float:
     return float(os.environ.get("EMULATOR_QUEUE_TIMEOUT", "10"))
 
@@ -122,6 +126,12 @@ class Runtime:
             except Throttled:
                 await asyncio.sleep(1 + attempt)
         log.warning("asynchronous event dropped after throttling", extra={"function": name})
+
+    async def prewarm(self, count: int) -> None:
+        """Start `count` workers per function now (EMULATOR_PREWARM), so the first requests of a
+        demo do not all wait for cold starts at once. Off by default, as in Lambda."""
+        started = await asyncio.gather(*(pool.prewarm(count) for pool in self.pools.values()))
+        log.info("workers prewarmed", extra={"workers": sum(started)})
 
     def kill(self, name: str) -> list[int]:
         return self.pool(name).kill_all()

@@ -17,7 +17,7 @@ from emulator.gateway import build_app
 from emulator.invokers import LocalInvoker
 from emulator.kafka_mappings import KafkaMappings
 from emulator.logs import get_logger
-from emulator.runtime import Runtime
+from emulator.runtime import Runtime, prewarm_from_env
 from emulator.schedules import Scheduler
 from emulator.template import load_template, native_overrides
 from emulator.tracing import SegmentEmitter
@@ -51,6 +51,7 @@ class Emulator:
         self.runner: web.AppRunner | None = None
         self.scheduler: Scheduler | None = None
         self.kafka: KafkaMappings | None = None
+        self._prewarming: asyncio.Task | None = None
 
     async def start(self) -> Emulator:
         s = self.settings
@@ -76,6 +77,9 @@ class Emulator:
                     f"gateway port {s.gateway_host}:{s.gateway_port} (GATEWAY_PORT) is in use"
                 ) from exc
             raise
+        prewarm = prewarm_from_env()
+        if prewarm > 0:
+            self._prewarming = asyncio.create_task(self.runtime.prewarm(prewarm))
         self.scheduler = Scheduler(self.runtime).start()
         invoker = LocalInvoker(self.runtime, asyncio.get_running_loop())
         self.kafka = KafkaMappings(
@@ -93,6 +97,9 @@ class Emulator:
         return self
 
     async def close(self) -> None:
+        if self._prewarming is not None:
+            self._prewarming.cancel()
+            await asyncio.gather(self._prewarming, return_exceptions=True)
         if self.kafka is not None:
             await asyncio.to_thread(self.kafka.stop)
         if self.scheduler is not None:

@@ -274,6 +274,18 @@ class FunctionPool:
             init_ms=init_ms if cold else None,
         )
 
+    async def prewarm(self, count: int) -> int:
+        """Start up to `count` workers ahead of any invocation, as provisioned concurrency does;
+        returns how many are ready."""
+        ready = 0
+        for _ in range(min(count, self.cap) - len(self._workers)):
+            worker, failure = await self._start_worker("prewarm")
+            if failure is not None:
+                break
+            self._idle.append(worker)
+            ready += 1
+        return ready
+
     def _take_idle(self) -> Worker | None:
         while self._idle:
             worker = self._idle.pop()

@@ -171,3 +171,15 @@ def test_kill_all_crashes_busy_workers_and_new_ones_take_over(template):
     assert crashed.payload["errorType"] == "Runtime.ExitError"
     assert "signal: kill" in crashed.payload["errorMessage"]
     assert after.ok and after.cold_start
+
+
+def test_prewarmed_workers_serve_the_first_invocation_warm(template):
+    pool = _pool(template, "SlowFunction")  # cap 2
+
+    async def scenario():
+        ready = await pool.prewarm(3)
+        return ready, await pool.invoke({"sleep_s": 0})
+
+    ready, first = asyncio.run(_run(pool, scenario()))
+    assert ready == 2
+    assert first.ok and not first.cold_start
