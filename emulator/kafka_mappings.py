@@ -289,8 +289,9 @@ class KafkaMappings:
         dead_letter_topic: str,
     ) -> None:
         self.threads = [
+            # By FunctionName: the name the function has where it is deployed (bridge mode).
             KafkaMapping(
-                spec.logical_id,
+                spec.function_name,
                 mapping,
                 invoker,
                 _bootstrap(mapping, bootstrap_override),
