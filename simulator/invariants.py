@@ -276,7 +276,8 @@ def one_payment_per_key(evidence: Evidence) -> CheckResult:
 
 
 _PAYMENT_FIELDS = ("status", "amount", "account_id", "currency", "version", "provider")
-_ACCOUNT_FIELDS = ("balance", "reserved", "limit", "version")
+_PAYMENT_FIELDS = (*_PAYMENT_FIELDS, "idempotency_key")
+_ACCOUNT_FIELDS = ("balance", "reserved", "captured", "available", "limit", "version")
 
 
 def _differences(expected: dict[str, Any], item: dict[str, Any], fields: tuple[str, ...]) -> str:
@@ -304,6 +305,8 @@ def read_models_match(evidence: Evidence) -> CheckResult:
         expected = {
             "balance": fold.balance,
             "reserved": fold.reserved,
+            "captured": fold.captured,
+            "available": fold.balance + fold.limit - fold.reserved,
             "limit": fold.limit,
             "version": fold.version,
         }
