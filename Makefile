@@ -6,7 +6,8 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
-.PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt trace
+.PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt trace \
+	sam-venv sam-build invoke deploy-local localstack-down
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -47,9 +48,48 @@ test-integration: venv ## tests against the real services (a throwaway stack)
 test-e2e: venv ## tests through HTTP, like a user (a throwaway stack)
 	$(PY) -m infra test -m e2e $(ARGS)
 
-lint: venv ## ruff
+lint: venv sam-venv ## ruff, cfn-lint, sam validate --lint, sam build, shellcheck, compose config
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/cfn-lint template.yaml
+	$(SAM) validate --lint
+	$(MAKE) --no-print-directory sam-build
+	command -v shellcheck >/dev/null || apt-get install -y -qq shellcheck >&2 \
+		|| { apt-get update -qq && apt-get install -y -qq shellcheck >&2; }
+	shellcheck localstack/*.sh localstack/init/*.sh localstack/init/ready.d/*.sh
+	docker compose version >/dev/null 2>&1 || command -v docker-compose >/dev/null \
+		|| apt-get install -y -qq docker-compose >&2
+	bash localstack/check-compose.sh
+
+# AWS SAM CLI in its own venv: its pins clash with ours. `sam build` needs python3.11 on PATH.
+SAM_VENV := .venv-sam
+SAM := SAM_CLI_TELEMETRY=0 $(SAM_VENV)/bin/sam
+SAM_VERSION := 1.170.0
+
+$(SAM_VENV)/.installed:
+	test -x $(SAM_VENV)/bin/python || python3.11 -m venv $(SAM_VENV) >&2
+	$(SAM_VENV)/bin/pip install -q --disable-pip-version-check aws-sam-cli==$(SAM_VERSION) >&2
+	touch $@
+
+sam-venv: $(SAM_VENV)/.installed ## AWS SAM CLI in .venv-sam
+
+# The layer's requirements are a copy: SAM's build cache only watches the file in the layer.
+functions/shared/requirements.txt: requirements.txt
+	cp requirements.txt $@
+
+sam-build: sam-venv functions/shared/requirements.txt ## sam build, no Docker (.aws-sam/build)
+	$(SAM) build --cached
+
+# make invoke FN=ApiFunction EVENT=events/api-health.json (FN: logical id or function name)
+invoke: venv ## run one sample event through the emulator: make invoke FN=<function> EVENT=<file>
+	@test -n "$(FN)" -a -n "$(EVENT)" || { echo "usage: make invoke FN=<function> EVENT=<file>"; exit 2; }
+	$(PY) -m emulator invoke $(FN) $(EVENT)
+
+deploy-local: venv sam-venv ## build and deploy to LocalStack, then bridge Redpanda to it
+	bash localstack/deploy.sh
+
+localstack-down: ## stop LocalStack, Redpanda and Postgres (docker compose down -v)
+	bash localstack/deploy.sh down
 
 fmt: venv ## ruff format
 	$(VENV)/bin/ruff format .
