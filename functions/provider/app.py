@@ -1,7 +1,9 @@
 """The simulated payment provider's API: one Lambda per instance (PROVIDER_NAME), same code.
 
 Payments are decided the moment they arrive and written to the ledger before the simulated
-latency, so a client that gave up waiting can still learn the outcome with a GET.
+latency, so a client that gave up waiting can still learn the outcome with a GET. A client may
+send `x-deadline-ms`: a request that reaches the decision after it is refused (504) unrecorded,
+so that "not in the ledger" stays true for a client that gave up and went elsewhere.
 """
 
 from __future__ import annotations
@@ -68,6 +70,17 @@ def _payment_request(body: Any) -> tuple[str, int, str]:
     return payment_id, amount, currency.upper()
 
 
+def _deadline_ms() -> int | None:
+    """`x-deadline-ms` (unix milliseconds): when the client stops waiting. Optional."""
+    value = app.current_event.headers.get("x-deadline-ms")
+    if value in (None, ""):
+        return None
+    try:
+        return int(value)
+    except ValueError as error:
+        raise ValueError("x-deadline-ms must be unix milliseconds") from error
+
+
 @app.post("/providers/<name>/payments")
 @obs.tracer.capture_method
 def create_payment(name: str) -> Response:
@@ -75,6 +88,7 @@ def create_payment(name: str) -> Response:
         return denied
     try:
         payment_id, amount, currency = _payment_request(app.current_event.json_body)
+        deadline_ms = _deadline_ms()
     except (ValueError, json.JSONDecodeError) as error:
         return _json(422, {"error": "invalid_request", "detail": str(error)})
 
@@ -107,7 +121,11 @@ def create_payment(name: str) -> Response:
                 currency,
                 behaviour.fee(amount, FEE_BPS),
                 decision.declined_reason,
+                deadline_ms,
             )
+        if charge is None:
+            obs.count("ProviderDeadlineExceeded")
+            return _json(504, {"error": "deadline_exceeded", "payment_id": payment_id})
         logger.info(
             "payment decided",
             extra={"payment_id": payment_id, "status": charge.status, "fresh": fresh},

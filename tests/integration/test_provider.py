@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import textwrap
 import threading
 import time
+import urllib.error
+import urllib.request
 import uuid
 
 import psycopg
@@ -18,6 +21,7 @@ from support.provider import (
     ledger,
     load_provider,
     migrated_url,
+    provider_server,
     reset,
     set_knobs,
 )
@@ -31,6 +35,25 @@ PAYMENTS = "/providers/default/payments"
 def provider():
     migrated_url()
     return load_provider("default")
+
+
+@pytest.fixture(scope="module")
+def base_url(provider):
+    with provider_server(workers=12) as url:
+        yield url
+
+
+def http_pay(base_url: str, payment_id: str, amount: int) -> tuple[int, dict]:
+    """One payment over HTTP, for tests that need requests truly at the same time."""
+    body = json.dumps({"payment_id": payment_id, "amount": amount, "currency": "EUR"}).encode()
+    request = urllib.request.Request(
+        f"{base_url}/default/payments", body, {"content-type": "application/json"}, method="POST"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
 
 
 @pytest.fixture(autouse=True)
@@ -104,13 +127,13 @@ def test_a_repeated_payment_id_gets_409_with_the_original_and_is_not_charged_aga
     assert ledger(provider, "default")["count"] == 1
 
 
-def test_concurrent_requests_with_one_payment_id_charge_once(provider):
+def test_concurrent_requests_with_one_payment_id_charge_once(provider, base_url):
     results = []
     barrier = threading.Barrier(12)
 
     def attempt():
         barrier.wait()
-        results.append(pay(provider, amount=700, payment_id="p-race"))
+        results.append(http_pay(base_url, "p-race", 700))
 
     threads = [threading.Thread(target=attempt) for _ in range(12)]
     for thread in threads:
@@ -145,6 +168,17 @@ def test_failures_and_outage_record_nothing(provider):
     assert call(provider, "GET", f"{PAYMENTS}/p-fail")[0] == 404
     set_knobs(provider, "default", outage=False)
     assert pay(provider, payment_id="p-fail")[0] == 201
+
+
+def test_a_request_past_its_deadline_is_refused_unrecorded(provider):
+    body = {"payment_id": "p-late", "amount": 100, "currency": "EUR"}
+    past = str(int(time.time() * 1000) - 1)
+    status, answer = call(provider, "POST", PAYMENTS, body, headers={"x-deadline-ms": past})
+    assert (status, answer["error"]) == (504, "deadline_exceeded")
+    assert call(provider, "GET", f"{PAYMENTS}/p-late")[0] == 404
+
+    future = str(int(time.time() * 1000) + 60_000)
+    assert call(provider, "POST", PAYMENTS, body, headers={"x-deadline-ms": future})[0] == 201
 
 
 def test_a_timed_out_request_is_charged_before_it_answers(provider):
@@ -227,19 +261,20 @@ def test_over_max_concurrency_answers_429_and_frees_the_slots_after(provider):
         assert call(provider, "GET", f"{PAYMENTS}/p-busy")[0] == 404
     finally:
         for conn in held:
+            conn.rollback()  # ends the transaction, and with it the locks, before we look
             conn.close()
     assert ledger(provider, "default")["in_flight"] == 0
     assert pay(provider, payment_id="p-busy")[0] == 201
 
 
-def test_threads_over_max_concurrency_never_exceed_it_and_leak_no_slot(provider):
+def test_threads_over_max_concurrency_never_exceed_it_and_leak_no_slot(provider, base_url):
     set_knobs(provider, "default", max_concurrency=3, latency_p50_ms=400, latency_p99_ms=400)
     results: list[int] = []
     barrier = threading.Barrier(10)
 
     def attempt(n: int) -> None:
         barrier.wait()
-        results.append(pay(provider, amount=100 + n, payment_id=f"p-load-{n}")[0])
+        results.append(http_pay(base_url, f"p-load-{n}", 100 + n)[0])
 
     threads = [threading.Thread(target=attempt, args=(n,)) for n in range(10)]
     for thread in threads:

@@ -7,15 +7,17 @@ import contextlib
 import importlib.util
 import json
 import os
+import signal
+import socket
+import subprocess
 import sys
 import threading
+import time
 import uuid
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from types import ModuleType
 from typing import Any
-from urllib.parse import parse_qsl, urlsplit
 
 import psycopg
 from consim.config import REPO_ROOT, settings
@@ -139,7 +141,12 @@ def call(module: ModuleType, method: str, path: str, body: Any = None, **kwargs:
 
 
 def reset(module: ModuleType, name: str, **knobs: Any) -> None:
-    """Default knobs (no latency, no failures) plus the given ones, and an empty ledger."""
+    """Default knobs (no latency, no failures) plus the given ones, and an empty ledger, once
+    requests left over by an earlier test (a simulated timeout still sleeping) are done."""
+    deadline = time.monotonic() + 30
+    while ledger(module, name)["in_flight"]:
+        assert time.monotonic() < deadline, f"{name}: requests still in flight after 30 s"
+        time.sleep(0.05)
     status, body = call(
         module, "PUT", f"/providers/{name}/admin/knobs", {**DEFAULT_KNOBS, **knobs}, headers=ADMIN
     )
@@ -159,76 +166,32 @@ def ledger(module: ModuleType, name: str) -> dict[str, int]:
     return body
 
 
-class Environments:
-    """The execution environments of one instance: a free copy serves each request, a new one
-    is loaded when all are busy (a cold start)."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._free: list[ModuleType] = []
-        self._lock = threading.Lock()
-
-    @contextlib.contextmanager
-    def acquire(self) -> Iterator[ModuleType]:
-        with self._lock:
-            module = self._free.pop() if self._free else None
-        module = module or load_provider(self.name)
-        try:
-            yield module
-        finally:
-            with self._lock:
-                self._free.append(module)
-
-
 @contextlib.contextmanager
-def provider_server(names: tuple[str, ...] = ("default", "fallback")) -> Iterator[str]:
-    """Serve the instances over HTTP on a free loopback port; yields the base URL
+def provider_server(workers: int = 8) -> Iterator[str]:
+    """Serve both instances over HTTP on a free loopback port from `workers` processes, each
+    one request at a time like a Lambda execution environment; yields the base URL
     (`http://127.0.0.1:<port>/providers`), the shape of settings().provider_url."""
-    instances = {name: Environments(name) for name in names}
-
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-
-        def _serve(self) -> None:
-            url = urlsplit(self.path)
-            parts = url.path.strip("/").split("/")
-            length = int(self.headers.get("content-length") or 0)
-            body = self.rfile.read(length).decode() if length else None
-            module = instances.get(parts[1]) if len(parts) > 1 else None
-            if module is None:
-                status, payload = 404, json.dumps({"error": "no_such_route"})
-            else:
-                event = api_event(
-                    self.command,
-                    url.path,
-                    body,
-                    headers={k.lower(): v for k, v in self.headers.items()},
-                    query=dict(parse_qsl(url.query)),
-                )
-                with module.acquire() as environment:
-                    response = environment.handler(event, LambdaContext())
-                status, payload = response["statusCode"], response.get("body") or ""
-            data = payload.encode()
-            try:
-                self.send_response(status)
-                self.send_header("content-type", "application/json")
-                self.send_header("content-length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-            except (BrokenPipeError, ConnectionResetError):
-                pass  # the client gave up waiting (a simulated timeout)
-
-        do_GET = do_POST = do_PUT = _serve
-
-        def log_message(self, *args: Any) -> None:
-            pass
-
-    server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-    server.daemon_threads = True
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
+    listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(128)
+    env = {**os.environ, "PROVIDER_POOL_SIZE": "2"}
+    worker = Path(__file__).with_name("provider_worker.py")
+    process = subprocess.Popen(
+        [sys.executable, str(worker), str(listener.fileno()), str(workers)],
+        pass_fds=[listener.fileno()],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        env=env,
+        text=True,
+        start_new_session=True,  # its own process group: the forked workers go with it
+    )
     try:
-        yield f"http://127.0.0.1:{server.server_address[1]}/providers"
+        line = process.stdout.readline()
+        assert line.strip() == "ready", f"the provider workers did not start: {line!r}"
+        yield f"http://127.0.0.1:{listener.getsockname()[1]}/providers"
     finally:
-        server.shutdown()
-        server.server_close()
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+        process.stdout.close()
+        listener.close()

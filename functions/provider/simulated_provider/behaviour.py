@@ -118,5 +118,6 @@ def fee(amount: int, fee_bps: int) -> int:
 
 
 def is_failing(knobs: Knobs) -> bool:
-    """What the health endpoint admits: down, or failing at least half of its requests."""
-    return knobs.outage or knobs.failure_rate + knobs.timeout_rate >= 0.5
+    """What the health endpoint admits: down, or failing at least half of its requests. Hanging
+    requests (timeouts) it does not know about, like a real provider: clients find out."""
+    return knobs.outage or knobs.failure_rate >= 0.5

@@ -143,18 +143,25 @@ def record(
     currency: str,
     fee: int,
     declined_reason: str | None,
-) -> tuple[Charge, bool]:
+    deadline_ms: int | None = None,
+) -> tuple[Charge | None, bool]:
     """Record the decision unless the payment id is already in the ledger.
 
-    Returns the charge in the ledger and whether it is the one just made. Concurrent requests
-    with the same id race on the primary key: exactly one insert wins, the others read it.
+    Returns the charge in the ledger and whether it is the one just made; (None, False) when
+    the caller's deadline (unix milliseconds) had passed, so nothing was recorded. Concurrent
+    requests with the same id race on the primary key: exactly one insert wins, the others
+    read it.
+
+    The deadline check is part of the insert: a request that reached us late (queued, a cold
+    start) must not charge after its client gave up and, finding no charge, went elsewhere.
     """
     status = "authorized" if declined_reason is None else "declined"
     row = conn.execute(
         "INSERT INTO provider.charges "
         "(provider, payment_id, provider_ref, status, amount, currency, fee, reason) "
-        "VALUES (%s, %s, %s, %s, %s, %s, %s, %s) ON CONFLICT (provider, payment_id) DO NOTHING "
-        "RETURNING *",
+        "SELECT %s, %s, %s, %s, %s, %s, %s, %s "
+        "WHERE %s::bigint IS NULL OR clock_timestamp() < to_timestamp(%s::bigint / 1000.0) "
+        "ON CONFLICT (provider, payment_id) DO NOTHING RETURNING *",
         (
             provider,
             payment_id,
@@ -164,13 +171,13 @@ def record(
             currency,
             fee if status == "authorized" else 0,
             declined_reason,
+            deadline_ms,
+            deadline_ms,
         ),
     ).fetchone()
     if row is not None:
         return _charge(row), True
-    existing = find(conn, provider, payment_id)
-    assert existing is not None, "a conflicting charge is never deleted while we look"
-    return existing, False
+    return find(conn, provider, payment_id), False
 
 
 def find(conn: psycopg.Connection, provider: str, payment_id: str) -> Charge | None:

@@ -5,7 +5,8 @@
     │   │                     503 outage, unknown instance): nothing was charged
     │   └── ProviderBusy      429, over the provider's concurrency: nothing was charged
     ├── ProviderUncertain     the request may have been decided (timeout, 5xx, broken
-    │                         connection): ask `status` before charging elsewhere
+    │   │                     connection): ask `status` before charging elsewhere
+    │   └── ProviderTimeout
     └── ProviderRejected      the provider refuses the request itself (422): retrying is useless
 
 A declined payment is not an error: it is an answer, a `Charge` whose status is "declined".
@@ -14,6 +15,7 @@ A declined payment is not an error: it is an answer, a `Charge` whose status is 
 from __future__ import annotations
 
 import json
+import time
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -119,7 +121,13 @@ class HttpPaymentProvider:
         self._http = urllib3.PoolManager(maxsize=maxsize, retries=False)
 
     def _request(
-        self, provider: str, method: str, path: str, body: dict[str, Any] | None, timeout_s: float
+        self,
+        provider: str,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None,
+        timeout_s: float,
+        headers: dict[str, str] | None = None,
     ) -> tuple[int, Any]:
         url = f"{self.base_url}/{provider}{path}"
         try:
@@ -127,7 +135,7 @@ class HttpPaymentProvider:
                 method,
                 url,
                 body=None if body is None else json.dumps(body).encode(),
-                headers={"content-type": "application/json"},
+                headers={"content-type": "application/json", **(headers or {})},
                 timeout=urllib3.Timeout(connect=self._connect_timeout_s, read=timeout_s),
             )
         except urllib3.exceptions.ConnectTimeoutError as error:
@@ -147,7 +155,12 @@ class HttpPaymentProvider:
 
     def charge(self, provider: str, payment_id: str, amount: int, currency: str) -> Charge:
         body = {"payment_id": payment_id, "amount": amount, "currency": currency}
-        status, payload = self._request(provider, "POST", "/payments", body, self.timeout_s)
+        # Past this instant we no longer wait, so the provider must not charge either: a late
+        # charge would land after we asked for it, found nothing, and went elsewhere.
+        deadline = {"x-deadline-ms": str(int((time.time() + self.timeout_s) * 1000))}
+        status, payload = self._request(
+            provider, "POST", "/payments", body, self.timeout_s, deadline
+        )
         if status in (201, 402) and isinstance(payload, dict):
             return Charge.from_body(provider, payload)
         if status == 409 and isinstance(payload, dict) and isinstance(payload.get("charge"), dict):

@@ -87,6 +87,9 @@ class RetryPolicy:
     health_ttl_s: float = 1.0
     breaker_threshold: int = 3  # consecutive failures that open the breaker
     breaker_cooldown_s: float = 5.0
+    # Between an uncertain answer and asking for the payment: lets a charge the provider
+    # decided just before our deadline finish committing, so the lookup sees it.
+    status_grace_s: float = 0.05
 
     @classmethod
     def from_settings(cls, config: Settings | None = None) -> RetryPolicy:
@@ -183,6 +186,7 @@ class Settler:
             if charge is not None:
                 return Outcome.of(charge, attempts)
             if uncertain:
+                self.sleep(self.policy.status_grace_s)
                 found = self._status(name, payment_id)
                 if found is not None:
                     return Outcome.of(found, attempts, reconciled=True)
