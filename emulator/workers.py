@@ -255,8 +255,10 @@ class FunctionPool:
             )
             return self._result(request_id, False, error, started, cold, worker.init_ms)
         except WorkerGone:
-            self._discard(worker)
+            # Reap before discarding: killing a worker that is already exiting would hide its
+            # own exit status behind our SIGKILL.
             code = await _exit_code(worker)
+            self._discard(worker)
             error = _error("Runtime.ExitError", f"RequestId: {request_id} Error: {code}")
             return self._result(request_id, False, error, started, cold, worker.init_ms)
 
@@ -307,8 +309,8 @@ class FunctionPool:
             message = f"RequestId: {request_id} Error: init phase took over {init_limit:.0f} s"
             return worker, _error("Runtime.InitTimeout", message)
         except WorkerGone:
-            self._discard(worker)
             code = await _exit_code(worker)
+            self._discard(worker)
             return worker, _error("Runtime.ExitError", f"RequestId: {request_id} Error: {code}")
         # init_ms: the handler's import; ready_ms: from spawning the process until it is ready.
         log.info(

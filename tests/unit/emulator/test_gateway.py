@@ -153,7 +153,7 @@ def test_invoke_api_through_boto3(emulator, record_dir):
     with pytest.raises(client.exceptions.ResourceNotFoundException):
         client.invoke(FunctionName="NoSuchFunction", Payload=b"{}")
 
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         lines = (record_dir / "schedule.jsonl").read_text().splitlines()
         if any(json.loads(line)["event"] == {"queued": True} for line in lines):
@@ -164,7 +164,7 @@ def test_invoke_api_through_boto3(emulator, record_dir):
 
 
 def test_schedule_fires_with_the_scheduled_event_shape(emulator, record_dir):
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 30
     ticks = []
     while time.monotonic() < deadline and len(ticks) < 2:
         path = record_dir / "schedule.jsonl"

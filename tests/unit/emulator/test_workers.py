@@ -128,7 +128,9 @@ def test_reserved_concurrency_caps_the_workers(template, record_dir):
     calls = 5
 
     async def scenario():
-        return await asyncio.gather(*(pool.invoke({"sleep_s": 0.4}) for _ in range(calls)))
+        # Both workers warm first, so that a slow cold start cannot hide the overlap.
+        await pool.prewarm(2)
+        return await asyncio.gather(*(pool.invoke({"sleep_s": 1.0}) for _ in range(calls)))
 
     results = asyncio.run(_run(pool, scenario()))
 
@@ -159,6 +161,7 @@ def test_kill_all_crashes_busy_workers_and_new_ones_take_over(template):
     pool = _pool(template, "SlowFunction")
 
     async def scenario():
+        await pool.prewarm(1)
         busy = asyncio.create_task(pool.invoke({"sleep_s": 1.5}))
         await asyncio.sleep(0.5)
         killed = pool.kill_all()
@@ -170,7 +173,7 @@ def test_kill_all_crashes_busy_workers_and_new_ones_take_over(template):
     assert len(killed) == 1
     assert crashed.payload["errorType"] == "Runtime.ExitError"
     assert "signal: kill" in crashed.payload["errorMessage"]
-    assert after.ok and after.cold_start
+    assert after.ok and after.cold_start and after.payload["body"] != str(killed[0])
 
 
 def test_prewarmed_workers_serve_the_first_invocation_warm(template):
