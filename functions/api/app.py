@@ -31,6 +31,7 @@ from consim.domain.errors import IdempotencyKeyReused
 from consim.observability import (
     PAYMENTS_ACCEPTED,
     PAYMENTS_REJECTED,
+    RESERVATION_CONFLICTS,
     annotate,
     count,
     logger,
@@ -119,6 +120,8 @@ def _create_payment(request: dict) -> dict:
         logger.info("payment existed already", extra={"payment_id": command.payment_id})
     else:
         count(PAYMENTS_ACCEPTED)
+    if accepted.attempts > 1:
+        count(RESERVATION_CONFLICTS, accepted.attempts - 1)
     return {
         "status": 201,
         "body": representations.accepted_json(accepted),
