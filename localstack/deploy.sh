@@ -56,7 +56,8 @@ deploy_to_localstack() {
     [[ -x $sam ]] || die "no SAM CLI at $sam: run make sam-venv"
 
     log "starting LocalStack, Redpanda and Postgres"
-    compose up -d --wait localstack redpanda postgres
+    compose up -d --wait localstack redpanda postgres moto
+    compose up -d xray
     compose up topics
 
     log "building (sam build, no container)"
@@ -82,7 +83,8 @@ deploy_to_localstack() {
         "KafkaBootstrapServers=$function_kafka" \
         "DatabaseSecretArn=consim/database" \
         "ProviderUrl=${PROVIDER_URL:-}" \
-        "RelaySchedule=rate(1 minute)"
+        "RelaySchedule=rate(1 minute)" \
+        "XRayDaemonAddress=${XRAY_DAEMON_ADDRESS:-xray:2000}"
 
     api_key=$("$python" "$here/stack_tools.py" register-api-key "$stack")
     api_url=$("$python" "$here/stack_tools.py" api-url "$stack" "$stage")
