@@ -50,12 +50,30 @@ aws_env() {
     export SAM_CLI_TELEMETRY=0
 }
 
+sam_deploy() {
+    local provider_url=$1
+    "$sam" deploy \
+        --template-file "$deployed" \
+        --stack-name "$stack" \
+        --s3-bucket "$bucket" \
+        --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
+        --no-confirm-changeset \
+        --no-fail-on-empty-changeset \
+        --parameter-overrides \
+        "Stage=$stage" \
+        "KafkaBootstrapServers=$function_kafka" \
+        "DatabaseSecretArn=consim/database" \
+        "ProviderUrl=$provider_url" \
+        "RelaySchedule=rate(1 minute)" \
+        "XRayDaemonAddress=${XRAY_DAEMON_ADDRESS:-xray:2000}"
+}
+
 deploy_to_localstack() {
     command -v docker >/dev/null || die "docker is needed for LocalStack (or use DEPLOY_TARGET=emulator)"
     [[ -n ${LOCALSTACK_AUTH_TOKEN:-} ]] || die "export LOCALSTACK_AUTH_TOKEN first (docs/deploy.md)"
     [[ -x $sam ]] || die "no SAM CLI at $sam: run make sam-venv"
 
-    log "starting LocalStack, Redpanda and Postgres"
+    log "starting LocalStack, Redpanda, Postgres and the X-Ray stand-in"
     compose up -d --wait localstack redpanda postgres moto
     compose up -d xray
     compose up topics
@@ -71,20 +89,15 @@ deploy_to_localstack() {
     "$python" "$here/stack_tools.py" ensure-bucket "$bucket"
 
     log "deploying stack $stack to $endpoint"
-    "$sam" deploy \
-        --template-file "$deployed" \
-        --stack-name "$stack" \
-        --s3-bucket "$bucket" \
-        --capabilities CAPABILITY_IAM CAPABILITY_AUTO_EXPAND \
-        --no-confirm-changeset \
-        --no-fail-on-empty-changeset \
-        --parameter-overrides \
-        "Stage=$stage" \
-        "KafkaBootstrapServers=$function_kafka" \
-        "DatabaseSecretArn=consim/database" \
-        "ProviderUrl=${PROVIDER_URL:-}" \
-        "RelaySchedule=rate(1 minute)" \
-        "XRayDaemonAddress=${XRAY_DAEMON_ADDRESS:-xray:2000}"
+    sam_deploy "${PROVIDER_URL:-}"
+    if [[ -z ${PROVIDER_URL:-} ]]; then
+        # The provider's URL is known once its API exists: a second, small update tells the
+        # processor (the template's default is the AWS execute-api host, unknown to LocalStack).
+        provider_url=$("$python" "$here/stack_tools.py" provider-url "$stack" "$stage" \
+            "http://localstack:4566")
+        log "pointing the processor at $provider_url"
+        sam_deploy "$provider_url"
+    fi
 
     api_key=$("$python" "$here/stack_tools.py" register-api-key "$stack")
     api_url=$("$python" "$here/stack_tools.py" api-url "$stack" "$stage")

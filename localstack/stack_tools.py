@@ -4,6 +4,7 @@
     python localstack/stack_tools.py ensure-bucket NAME
     python localstack/stack_tools.py register-api-key STACK
     python localstack/stack_tools.py api-url STACK STAGE
+    python localstack/stack_tools.py provider-url STACK STAGE ENDPOINT
 
 LocalStack's free tier rejects Kafka event source mappings (CreateEventSourceMapping answers
 "Unrecognized event source"), so the deployed template goes without them and the emulator's
@@ -101,8 +102,9 @@ def register_api_key(stack: str) -> str:
     return value
 
 
-def api_url(stack: str, stage: str, endpoint: str) -> str:
-    api_id = _stack_resource(stack, "PaymentsApi")
+def api_url(stack: str, stage: str, endpoint: str, api: str = "PaymentsApi") -> str:
+    """LocalStack's path-style URL of a deployed REST API stage."""
+    api_id = _stack_resource(stack, api)
     return f"{endpoint.rstrip('/')}/restapis/{api_id}/{stage}/_user_request_"
 
 
@@ -124,6 +126,10 @@ def main(argv: list[str]) -> int:
         import os
 
         print(api_url(args[0], args[1], os.environ.get("AWS_ENDPOINT_URL", "")))
+    elif command == "provider-url":
+        # As the processor's container sees it: LocalStack by its service name.
+        stack, stage, endpoint = args
+        print(api_url(stack, stage, endpoint, "ProviderApi") + "/providers")
     else:
         print(f"unknown command {command!r}\n{__doc__}", file=sys.stderr)
         return 2
