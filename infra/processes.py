@@ -67,7 +67,10 @@ def spawn(
 
 
 def stop(pid: int, timeout: float = 20.0) -> bool:
-    """SIGTERM pid's process group, SIGKILL what is left after timeout; True if it was running."""
+    """SIGTERM pid's process group, SIGKILL what is left after timeout.
+
+    True when everything had exited by itself, False when it had to be killed (or was gone).
+    """
     try:
         pgid = os.getpgid(pid)
     except ProcessLookupError:
@@ -96,7 +99,7 @@ def stop(pid: int, timeout: float = 20.0) -> bool:
     while not gone():
         if time.monotonic() >= deadline:
             signal_it(signal.SIGKILL)
-            break
+            return False
         time.sleep(0.1)
     return True
 

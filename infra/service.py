@@ -35,6 +35,7 @@ class Service(ABC):
 
     name: str = ""
     start_timeout: float = 60.0
+    stop_timeout: float = 20.0
 
     def __init__(self, config: Settings, layout: Layout) -> None:
         self.config = config
@@ -108,9 +109,17 @@ class Service(ABC):
         self.provision()
 
     def down(self) -> bool:
+        """Stop the service if it runs; True if it did."""
         pid = self.pid()
         self.pid_file.unlink(missing_ok=True)
-        return pid is not None and processes.stop(pid)
+        if pid is None:
+            return False
+        self.stopped(cleanly=processes.stop(pid, self.stop_timeout))
+        return True
+
+    def stopped(self, cleanly: bool) -> None:
+        """Tidy up after the process has gone (cleanly: it exited on SIGTERM, not SIGKILL)."""
+        return None
 
     def status(self) -> Status:
         pid = self.pid()
