@@ -292,3 +292,16 @@ def test_a_worker_killed_mid_batch_then_redelivered_notifies_each_status_once(
         assert statuses(hooks.inbox, channel) == ["pending", "authorized"]
         assert push.inbox.arrivals[browser] == 3  # the held one, never accepted, then two
     assert (report["delivered"], report["duplicates"]) == (2, 2)
+
+
+def test_the_delivered_set_is_read_in_batches_of_a_hundred(store):
+    subscription_id = str(uuid.uuid4())
+    events = [str(uuid.uuid4()) for _ in range(130)]
+    marked = {events[0], events[99], events[100], events[129]}
+    for event_id in marked:
+        assert store.mark_delivered(subscription_id, event_id, 201)
+
+    found = store.delivered_among((subscription_id, e) for e in events)
+
+    assert found == {(subscription_id, e) for e in marked}
+    assert not store.mark_delivered(subscription_id, events[0], 201)  # already in the set

@@ -43,8 +43,8 @@ class Directory:
     def remove(self, subscription_id: str) -> None:
         self.subs.pop(subscription_id, None)
 
-    def was_delivered(self, subscription_id: str, event_id: str) -> bool:
-        return (subscription_id, event_id) in self.delivered
+    def delivered_among(self, pairs) -> set[tuple[str, str]]:
+        return {pair for pair in pairs if pair in self.delivered}
 
     def mark_delivered(self, subscription_id: str, event_id: str, status: int) -> bool:
         with self.lock:
@@ -358,3 +358,26 @@ def test_amounts_come_from_the_payments_stream_and_are_remembered():
     assert reads == ["payment-p-7"]
     with pytest.raises(PaymentNotFound):
         facts("p-unknown")
+
+
+def test_different_payments_reach_one_subscriber_concurrently():
+    """Only one payment's statuses need to keep their order: two payments may overlap. The
+    receiver below answers only when both requests are in flight at once."""
+    both_in_flight = threading.Barrier(2)
+
+    class Overlapping(Recorder):
+        def _answer(self, destination, body, extra):
+            try:
+                both_in_flight.wait(timeout=5)
+            except threading.BrokenBarrierError:
+                return unreachable("the two payments were sent one after the other")
+            return super()._answer(destination, body, extra)
+
+    sender = Overlapping()
+    directory = Directory(hook("h", ACCOUNT))
+    notes = [note("e1", "pending", payment_id="p-1"), note("e2", "pending", payment_id="p-2")]
+    policy = FanoutPolicy(max_attempts=1)
+
+    report = fanout(directory, sender, DeadLetters(), policy).deliver(notes, soon())
+
+    assert report.delivered == 2

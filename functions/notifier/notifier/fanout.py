@@ -2,7 +2,7 @@
 
 Exactly one delivery per (subscription, event) in the normal case, at least one always:
 
-    was_delivered? ──yes──▶ skip (a re-delivered Kafka record)
+    in the delivered set? ──yes──▶ skip (a re-delivered Kafka record)
          │no
          ▼
        send ──────────────▶ subscriber accepted (2xx)
@@ -19,12 +19,12 @@ duplicate carries the same `webhook-id` and Web Push `Topic`, and the same `even
 so receivers can recognise it. The put is conditional, so two notifiers racing on the same record
 (a rebalance) log the duplicate instead of hiding it.
 
-Order: the notifications of one subscription are sent one after the other, in record order, so
-`pending` never overtakes `authorized`; different subscriptions are served concurrently, so a slow
-or dead subscriber delays only itself. Every attempt's timeout is cut to what is left of the
-batch's budget, and no attempt starts after it: what is still undelivered then (and what exhausted
-its attempts or was refused) goes to the dead-letter topic with the reason, and the partition
-moves on.
+Order: what one subscription hears of one payment is sent one after the other, in record order,
+so `pending` never overtakes `authorized`; everything else (other payments, other subscriptions)
+is served concurrently, so a slow or dead subscriber delays only itself. Every attempt's timeout
+is cut to what is left of the batch's budget, and no attempt starts after it: what is still
+undelivered then (and what exhausted its attempts or was refused) goes to the dead-letter topic
+with the reason, and the partition moves on.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from __future__ import annotations
 import json
 import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -54,7 +54,7 @@ from .dead_letters import DeadLetters
 class SubscriptionDirectory(Protocol):
     def following(self, target: Target) -> list[Subscription]: ...
     def remove(self, subscription_id: str) -> None: ...
-    def was_delivered(self, subscription_id: str, event_id: str) -> bool: ...
+    def delivered_among(self, pairs: Iterable[tuple[str, str]]) -> set[tuple[str, str]]: ...
     def mark_delivered(self, subscription_id: str, event_id: str, status: int) -> bool: ...
 
 
@@ -141,15 +141,20 @@ class Fanout:
                 zip(targets, pool.map(self._directory.following, targets), strict=True)
             )
 
-            plan: dict[str, tuple[Subscription, list[Notification]]] = {}
+            # One lane per (subscription, payment): its notifications go out in record order.
+            lanes: dict[tuple[str, str], tuple[Subscription, list[Notification]]] = {}
             for notification in notifications:
                 for target in notification.targets:
                     for sub in followers[target]:
-                        plan.setdefault(sub.id, (sub, []))[1].append(notification)
+                        lane = lanes.setdefault((sub.id, notification.payment_id), (sub, []))
+                        lane[1].append(notification)
+            delivered = self._directory.delivered_among(
+                (sub.id, n.event_id) for sub, queue in lanes.values() for n in queue
+            )
 
             futures = [
-                pool.submit(self._deliver_in_order, sub, queue, deadline)
-                for sub, queue in plan.values()
+                pool.submit(self._deliver_in_order, sub, queue, delivered, deadline)
+                for sub, queue in lanes.values()
             ]
             for future in futures:
                 for subscription_id, event_id, result in future.result():
@@ -157,10 +162,17 @@ class Fanout:
         return report
 
     def _deliver_in_order(
-        self, sub: Subscription, queue: list[Notification], deadline: float
+        self,
+        sub: Subscription,
+        queue: list[Notification],
+        delivered: set[tuple[str, str]],
+        deadline: float,
     ) -> list[tuple[str, str, str]]:
         results = []
         for notification in queue:
+            if (sub.id, notification.event_id) in delivered:
+                results.append((sub.id, notification.event_id, "duplicate"))
+                continue
             result = self._deliver_one(sub, notification, deadline)
             results.append((sub.id, notification.event_id, result))
             if result == "gone":
@@ -168,9 +180,6 @@ class Fanout:
         return results
 
     def _deliver_one(self, sub: Subscription, notification: Notification, deadline: float) -> str:
-        if self._directory.was_delivered(sub.id, notification.event_id):
-            return "duplicate"
-
         outcome, attempts = self._attempt(sub, notification, deadline)
         log_keys = {
             "subscription_id": sub.id,
