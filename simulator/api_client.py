@@ -118,7 +118,8 @@ class PaymentsApi:
             "account_id": send.account_id,
             "amount": send.amount,
             "currency": send.currency,
-            "description": f"consim {send.kind} #{send.payment_index}",
+            # The same for every send of a payment: a retry must carry the very same body.
+            "description": f"consim payment #{send.payment_index}",
         }
         headers = {"Idempotency-Key": send.idempotency_key}
         return await self.request("POST", "/payments", json=body, headers=headers)
