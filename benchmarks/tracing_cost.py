@@ -3,13 +3,15 @@
     CONSIM_PORT_OFFSET=... .venv/bin/python benchmarks/tracing_cost.py [--requests 200]
 
 It needs the native stack up (Postgres, Kafka, DynamoDB, moto; the emulator's X-Ray daemon
-receives the segments). It starts two extra API gateways of its own, in this process, on free
-ports, each running only the ApiFunction of template.yaml: one as the template has it, one with
-POWERTOOLS_TRACE_DISABLED=true. The Lambda service's own function segment is emitted for both,
-as in AWS with active tracing: the difference is the function's own tracing only.
+receives the segments). It starts three extra API gateways of its own, in this process, on free
+ports, each running only the ApiFunction of template.yaml: one as the template has it
+("traced"), one with CONSIM_TRACE_SQL_STATEMENTS=false ("sql-steps": no subsegment per SQL
+statement, only the event store's named steps) and one with POWERTOOLS_TRACE_DISABLED=true
+("untraced"). The Lambda service's own function segment is emitted for all three, as in AWS
+with active tracing: the differences are the function's own tracing only.
 
 Requests go one at a time (closed loop: this measures the cost per request, not throughput),
-alternating between the two gateways in rounds so that the machine's load falls on both alike.
+taking turns between the gateways in rounds so that the machine's load falls on all alike.
 Measured: POST /payments (idempotency record in DynamoDB, the append in Postgres, the Kafka
 publish) and GET /accounts/{id} (one read).
 """
@@ -39,18 +41,21 @@ from infra.clients import api_key as stored_api_key
 from infra.layout import Layout
 
 API_FUNCTION = "ApiFunction"
-VARIANTS = ("traced", "untraced")
+# The environment each variant adds to the ApiFunction's.
+VARIANTS = {
+    "traced": {},
+    "sql-steps": {"CONSIM_TRACE_SQL_STATEMENTS": "false"},
+    "untraced": {"POWERTOOLS_TRACE_DISABLED": "true"},
+}
 
 
-async def start_gateway(traced: bool) -> tuple[web.AppRunner, Runtime, str]:
+async def start_gateway(extra_env: dict[str, str]) -> tuple[web.AppRunner, Runtime, str]:
     config = settings()
     template = load_template(
         REPO_ROOT / "template.yaml", native_overrides(config), config.aws_region
     )
     spec = template.functions[API_FUNCTION]
-    if not traced:
-        environment = {**spec.environment, "POWERTOOLS_TRACE_DISABLED": "true"}
-        spec = dataclasses.replace(spec, environment=environment)
+    spec = dataclasses.replace(spec, environment={**spec.environment, **extra_env})
     only_api = Template(template.path, template.parameters, {API_FUNCTION: spec})
     runtime = Runtime(only_api, config, emitter=SegmentEmitter(config.xray_daemon_address))
     runner = web.AppRunner(build_app(runtime, DynamoDbApiKeys(config), config), access_log=None)
@@ -115,7 +120,7 @@ async def run(requests: int, rounds: int, warmup: int, progress=sys.stderr) -> d
     key = os.environ.get("API_KEY") or stored_api_key(Layout(config.state_dir))
     if not key:
         raise SystemExit("no API key: start the stack (make up) or set API_KEY")
-    gateways = {name: await start_gateway(name == "traced") for name in VARIANTS}
+    gateways = {name: await start_gateway(env) for name, env in VARIANTS.items()}
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in VARIANTS}
     try:
         async with ClientSession(headers={"x-api-key": key}) as session:
@@ -125,7 +130,9 @@ async def run(requests: int, rounds: int, warmup: int, progress=sys.stderr) -> d
                 await one_round(session, base, accounts[name], warmup)  # cold starts, pools
             per_round = max(1, requests // rounds)
             for index in range(rounds):
-                order = VARIANTS if index % 2 == 0 else tuple(reversed(VARIANTS))
+                names = list(VARIANTS)
+                shift = index % len(names)
+                order = names[shift:] + names[:shift]
                 for name in order:
                     base = gateways[name][2]
                     got = await one_round(session, base, accounts[name], per_round)
@@ -144,22 +151,26 @@ async def run(requests: int, rounds: int, warmup: int, progress=sys.stderr) -> d
 
 def render(result: dict) -> str:
     lines = [
-        f"{'endpoint':<20} {'variant':<9} {'n':>5} {'mean':>8} {'p50':>8} {'p90':>8} {'p99':>8}"
+        f"{'endpoint':<20} {'variant':<10} {'n':>5} {'mean':>8} {'p50':>8} {'p90':>8} {'p99':>8}"
     ]
     for endpoint in result["traced"]:
         for name in VARIANTS:
             s = result[name][endpoint]
             lines.append(
-                f"{endpoint:<20} {name:<9} {s['n']:>5} {s['mean']:>8.1f} {s['p50']:>8.1f} "
+                f"{endpoint:<20} {name:<10} {s['n']:>5} {s['mean']:>8.1f} {s['p50']:>8.1f} "
                 f"{s['p90']:>8.1f} {s['p99']:>8.1f}"
             )
-        on, off = result["traced"][endpoint], result["untraced"][endpoint]
-        lines.append(
-            f"{'':<20} {'cost':<9} {'':>5} {on['mean'] - off['mean']:>+8.1f} "
-            f"{on['p50'] - off['p50']:>+8.1f} {on['p90'] - off['p90']:>+8.1f} "
-            f"{on['p99'] - off['p99']:>+8.1f}   ms "
-            f"(p50 {100 * (on['p50'] - off['p50']) / off['p50']:+.0f} %)"
-        )
+        off = result["untraced"][endpoint]
+        for name in VARIANTS:
+            if name == "untraced":
+                continue
+            on = result[name][endpoint]
+            lines.append(
+                f"{'':<20} {'+' + name:<10}{'':>5} {on['mean'] - off['mean']:>+8.1f} "
+                f"{on['p50'] - off['p50']:>+8.1f} {on['p90'] - off['p90']:>+8.1f} "
+                f"{on['p99'] - off['p99']:>+8.1f}   ms vs untraced "
+                f"(p50 {100 * (on['p50'] - off['p50']) / off['p50']:+.0f} %)"
+            )
     return "\n".join(lines)
 
 

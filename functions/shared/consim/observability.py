@@ -52,7 +52,8 @@ also put the trace header on outgoing HTTP requests. Postgres and Kafka are inst
   inside the unproxied connection) stays invisible, and pooled connections get proxied. Instead,
   ``psycopg.Cursor.execute``/``executemany`` are wrapped: every statement, whichever way it is
   issued, becomes a ``Postgres`` subsegment named by its verb and table (``INSERT events``)
-  with the statement text (placeholders only, never values) as ``sql.sanitized_query``.
+  with the statement text (placeholders only, never values) as ``sql.sanitized_query``
+  (``CONSIM_TRACE_SQL_STATEMENTS=false`` turns this off and keeps the named steps below).
 - kafka-python has no patcher: ``KafkaProducer.send`` and ``flush`` become ``Kafka``
   subsegments (``send payment-events``, ``flush``; the flush is where the broker's answer is
   awaited).
@@ -297,13 +298,19 @@ def _traced_urlopen(wrapped: Callable[..., Any], pool: Any, args: Any, kwargs: A
         return response
 
 
+def _statements_traced() -> bool:
+    """CONSIM_TRACE_SQL_STATEMENTS=false keeps only the named ``sql_subsegment`` steps: one
+    subsegment per statement is the detail that costs most (see benchmarks/tracing_cost.py)."""
+    return os.environ.get("CONSIM_TRACE_SQL_STATEMENTS", "true").lower() not in ("0", "false", "no")
+
+
 def _instrument() -> None:
     """Wrap psycopg and kafka-python once per process, when tracing is on (see the docstring)."""
     if tracer.disabled or getattr(_instrument, "done", False):
         return
     import wrapt
 
-    if _installed("psycopg"):
+    if _installed("psycopg") and _statements_traced():
         wrapt.wrap_function_wrapper("psycopg", "Cursor.execute", _traced_sql)
         wrapt.wrap_function_wrapper("psycopg", "Cursor.executemany", _traced_sql)
     if _installed("urllib3"):
