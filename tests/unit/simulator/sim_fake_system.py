@@ -143,6 +143,8 @@ class FakeSystem:
         if known == "in-flight":
             return web.json_response({"type": "/problems/request-in-flight"}, status=409)
         if known is not None:
+            if known[2] != body:
+                return web.json_response({"type": "/problems/idempotency-key-reused"}, status=422)
             return web.json_response(known[1], status=known[0])
         self.keys[key] = "in-flight"
         await asyncio.sleep(0.005)  # the window in which a concurrent duplicate sees 409
@@ -171,7 +173,7 @@ class FakeSystem:
             },
         )
         answer = {"id": payment_id, "status": "pending", **body}
-        self.keys[key] = (201, answer)
+        self.keys[key] = (201, answer, body)
         task = asyncio.create_task(self._process(payment_id, body, requested))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)

@@ -103,12 +103,13 @@ def test_a_planted_bug_fails_its_invariant(tmp_path: Path, bug: str, check: str)
 
 
 def test_duplicates_share_one_payment_and_report_409s(tmp_path: Path) -> None:
-    scenario = small_scenario(**{"duplicates.share": 1.0, "duplicates.concurrent_share": 1.0})
+    scenario = small_scenario(**{"duplicates.share": 1.0, "duplicates.concurrent_share": 0.5})
     record = run_against(FakeSystem(), scenario, tmp_path)
 
     categories = record["figures"]["categories"]
     idempotency = next(c for c in record["checks"] if c["key"] == "idempotency")
     assert categories["in-flight"] > 0
+    assert categories["error"] == 0  # a replay with another body would be 422 key reuse
     assert idempotency["ok"]
     assert record["figures"]["payments_accepted"] == record["figures"]["payment_keys"]
 
