@@ -344,7 +344,10 @@ def observed(handler: Callable[..., Any]) -> Callable[..., Any]:
     def wrapped(event: Any, context: Any) -> Any:
         return handler(event, context)
 
-    wrapped.__name__ = getattr(handler, "__name__", "handler")
+    # Chalice's ConvertToMiddleware hands over a function named after this decorator: the
+    # service's name reads better on the "## ..." subsegment.
+    name = getattr(handler, "__name__", None)
+    wrapped.__name__ = name if name and name != "observed" else SERVICE
     wrapped.__doc__ = getattr(handler, "__doc__", None)
 
     traced = tracer.capture_lambda_handler(wrapped)
