@@ -7,6 +7,7 @@ function error or an unreadable answer is 502 {"message": "Internal server error
 
 from __future__ import annotations
 
+import asyncio
 import importlib
 import importlib.util
 import uuid
@@ -27,6 +28,7 @@ log = get_logger("emulator.gateway")
 
 # Pages other modules serve on the gateway: (module, mount point). Each module offers
 # create_app(settings) -> aiohttp.web.Application, with routes relative to its mount point.
+INTEGRATION_TIMEOUT_S = 29.0
 PAGE_MODULES = (("emulator.live", "/_live"), ("emulator.trace_pages", "/_traces"))
 
 
@@ -49,6 +51,7 @@ class ApiGateway:
         self.runtime = runtime
         self.api_keys = api_keys
         self.routes = route_table(runtime)
+        self._outliving: set[asyncio.Future] = set()  # invocations past the API's timeout
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         match = self.routes.match(request.method, request.path)
@@ -68,8 +71,17 @@ class ApiGateway:
         if trace_header is None:
             trace_header = TraceHeader(new_trace_id()).render()
         headers = {"x-amzn-RequestId": request_id, "X-Amzn-Trace-Id": trace_header}
+        invocation = asyncio.ensure_future(
+            self.runtime.invoke(match.route.function, event, trace_header)
+        )
+        # API Gateway stops waiting at its integration timeout; the function runs on.
+        done, _ = await asyncio.wait({invocation}, timeout=INTEGRATION_TIMEOUT_S)
+        if not done:
+            self._outliving.add(invocation)
+            invocation.add_done_callback(self._outliving.discard)
+            return _json(504, {"message": "Endpoint request timed out"}, headers)
         try:
-            result = await self.runtime.invoke(match.route.function, event, trace_header)
+            result = invocation.result()
         except Throttled:
             return _json(429, {"message": "Too Many Requests"}, headers)
         if not result.ok:

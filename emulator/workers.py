@@ -261,6 +261,11 @@ class FunctionPool:
             self._discard(worker)
             error = _error("Runtime.ExitError", f"RequestId: {request_id} Error: {code}")
             return self._result(request_id, False, error, started, cold, worker.init_ms)
+        except asyncio.CancelledError:
+            # The caller gave up mid-invocation; the worker's answer would reach the next
+            # caller, so the worker goes.
+            self._discard(worker)
+            raise
 
         self._idle.append(worker)
         payload = frame["payload"] if frame["ok"] else frame["error"]
