@@ -22,8 +22,6 @@ def api_module() -> ModuleType:
     os.environ.setdefault("AWS_ACCESS_KEY_ID", "test")
     os.environ.setdefault("AWS_SECRET_ACCESS_KEY", "test")
     os.environ.setdefault("AWS_DEFAULT_REGION", settings().aws_region)
-    os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
-    os.environ.setdefault("POWERTOOLS_METRICS_NAMESPACE", "ConcurrencySimulatorTests")
     if str(API_DIR) not in sys.path:
         sys.path.insert(0, str(API_DIR))
     spec = importlib.util.spec_from_file_location("consim_api_app", API_DIR / "app.py")
