@@ -365,3 +365,10 @@ def test_topic_hook_creates_the_native_stack_topics():
     partitions = {t["setting"]: t["partitions"] for t in topics}
     assert f'payment-events}}" {partitions["payment_events_topic"]}' in script
     assert f'payment-events-dlq}}" {partitions["dead_letter_topic"]}' in script
+
+
+def test_cfn_lint_is_clean():
+    """The first of `make lint`'s template checks (sam validate and sam build need .venv-sam)."""
+    from cfnlint.api import lint_file
+
+    assert [str(match) for match in lint_file(TEMPLATE)] == []
