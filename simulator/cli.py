@@ -41,7 +41,7 @@ def _overrides(args: argparse.Namespace) -> list[tuple[str, Any]]:
 
 
 def _first_sentence(text: str, width: int = 72) -> str:
-    sentence = " ".join(text.split()).split(". ")[0].split(": ")[0]
+    sentence = " ".join(text.split()).split(". ")[0]
     return sentence if len(sentence) <= width else sentence[: width - 3] + "..."
 
 
@@ -49,10 +49,13 @@ def cmd_scenarios(args: argparse.Namespace) -> int:
     rows = [["scenario", "rate/s", "duration", "accounts", "description"]]
     for name in scenario.shipped_names():
         s = scenario.load(name)
+        rate = f"{s.arrival.rate:g}"
+        if s.arrival.profile != "steady":
+            rate += f"-{s.arrival.max_rate():g}"
         rows.append(
             [
                 name,
-                f"{s.arrival.rate:g}",
+                rate,
                 f"{s.duration:g}s",
                 str(s.accounts.count),
                 _first_sentence(s.description),
