@@ -33,6 +33,7 @@ MOUNT = "/_live"
 _HISTORY = 200  # statuses a page that (re)connects late is given first
 _KEEPALIVE_SECONDS = 15.0
 _MAX_CHANNELS = 1000
+_CLOSING = object()  # put on a listener's queue: the stream ends
 
 
 @dataclass
@@ -165,6 +166,8 @@ async def _events(request: web.Request) -> web.StreamResponse:
             except TimeoutError:
                 await response.write(b": keep-alive\n\n")
                 continue
+            if message is _CLOSING:
+                break
             await response.write(_sse(message))
     except (ConnectionResetError, asyncio.CancelledError):
         pass
@@ -177,6 +180,13 @@ async def _open_session(app: web.Application) -> None:
     app[SESSION] = aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15))
 
 
+async def _end_streams(app: web.Application) -> None:
+    # Open event streams would otherwise hold the gateway's shutdown until its timeout.
+    for channel in app[CHANNELS].values():
+        for queue in channel.listeners:
+            queue.put_nowait(_CLOSING)
+
+
 async def _close(app: web.Application) -> None:
     with contextlib.suppress(Exception):
         await app[SESSION].close()
@@ -187,6 +197,7 @@ def create_app(settings: Settings) -> web.Application:
     app[SETTINGS] = settings
     app[CHANNELS] = {}
     app.on_startup.append(_open_session)
+    app.on_shutdown.append(_end_streams)
     app.on_cleanup.append(_close)
     app.router.add_get("/", _page)
     app.router.add_get("/sw.js", _service_worker)
