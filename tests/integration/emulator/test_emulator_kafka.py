@@ -88,6 +88,8 @@ def test_event_shape_batch_size_and_per_partition_order(topics, producer, tmp_pa
 
     all_batches = batches(tmp_path)
     assert all(sum(len(v) for v in b["event"]["records"].values()) <= 10 for b in all_batches)
+    # One invocation per partition: each event holds one topic-partition.
+    assert all(len(b["event"]["records"]) == 1 for b in all_batches)
     event = all_batches[0]["event"]
     assert event["eventSource"] == "SelfManagedKafka"
     assert event["bootstrapServers"] == settings().kafka_bootstrap
