@@ -305,3 +305,24 @@ def test_the_delivered_set_is_read_in_batches_of_a_hundred(store):
 
     assert found == {(subscription_id, e) for e in marked}
     assert not store.mark_delivered(subscription_id, events[0], 201)  # already in the set
+
+
+def test_a_subscriber_that_never_answers_is_cut_off_by_the_batch_budget(
+    notifier, store, events, monkeypatch
+):
+    monkeypatch.setenv("NOTIFY_BATCH_BUDGET_SECONDS", "1.5")
+    payment = Payment(events)
+    marker = dead_letter_offsets()
+    with webhook_receiver() as hooks:
+        stuck_id, stuck = subscribe_hook(
+            store, hooks, Target("payment", payment.id), hold_seconds=6.0
+        )
+        _, healthy = subscribe_hook(store, hooks, Target("payment", payment.id))
+
+        report = notifier.handler(kafka_event([payment.requested()]), LambdaContext())
+
+        assert statuses(hooks.inbox, healthy) == ["pending"]
+        assert hooks.inbox.of(stuck) == []
+    (letter,) = dead_letters_after(marker, stuck_id)
+    assert "time budget" in letter["reason"] or "timed out" in letter["reason"].lower()
+    assert (report["delivered"], report["dead_lettered"]) == (1, 1)
