@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import base64
+import importlib.util
 import json
 import sys
 import uuid
+from pathlib import Path
 
 import pytest
 from consim.adapters.subscriptions import SubscriptionStore
@@ -17,15 +19,29 @@ from tests.support.notifications import register_client
 
 pytestmark = pytest.mark.integration
 
-sys.path.insert(0, str(REPO_ROOT / "functions" / "api"))
+API_DIR = REPO_ROOT / "functions" / "api"
+
+
+def api_app():
+    """The API's Chalice app, whatever other tests put on the path (functions/provider has an
+    app.py too). It is loaded once: its blueprints follow the app that registered them last."""
+    module = sys.modules.get("app")
+    if module is None or Path(module.__file__).resolve().parent != API_DIR:
+        if str(API_DIR) in sys.path:
+            sys.path.remove(str(API_DIR))
+        sys.path.insert(0, str(API_DIR))
+        spec = importlib.util.spec_from_file_location("app", API_DIR / "app.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules["app"] = module
+        spec.loader.exec_module(module)
+    return module.app
 
 
 @pytest.fixture(scope="module")
 def http():
-    import app as api
     from chalice.test import Client
 
-    with Client(api.app) as client:
+    with Client(api_app()) as client:
         yield client.http
 
 
