@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 
 .DEFAULT_GOAL := help
 .PHONY: help venv up down status logs env test test-unit test-integration test-e2e demo lint fmt trace \
-	sam-venv sam-build invoke deploy-local localstack-down
+	sam-venv sam-build invoke deploy-local localstack-down compose-plugin
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
@@ -90,6 +90,9 @@ deploy-local: venv sam-venv ## build and deploy to LocalStack, then bridge Redpa
 
 localstack-down: ## stop LocalStack, Redpanda and Postgres (docker compose down -v)
 	bash localstack/deploy.sh down
+
+compose-plugin: ## build the docker compose v2 plugin from its Go module if it is missing
+	bash localstack/build-compose-plugin.sh
 
 fmt: venv ## ruff format
 	$(VENV)/bin/ruff format .
