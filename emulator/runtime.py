@@ -17,7 +17,12 @@ from consim.config import Settings
 from emulator.logs import get_logger
 from emulator.template import FunctionSpec, Template
 from emulator.tracing import InvocationTrace, SegmentEmitter
-from emulator.workers import FunctionPool, InvocationResult, Throttled
+from emulator.workers import (
+    FunctionPool,
+    InvocationResult,
+    Throttled,
+    concurrent_inits_from_env,
+)
 
 log = get_logger("emulator.runtime")
 
@@ -55,8 +60,10 @@ class Runtime:
         self.emitter = emitter
         workers = max_workers if max_workers is not None else max_workers_from_env()
         wait = queue_timeout_s if queue_timeout_s is not None else queue_timeout_from_env()
+        # One gate for every function: cold starts compete for the same cores.
+        init_gate = asyncio.Semaphore(concurrent_inits_from_env())
         self.pools = {
-            logical_id: FunctionPool(spec, settings, workers, wait, parent_env)
+            logical_id: FunctionPool(spec, settings, workers, wait, parent_env, init_gate)
             for logical_id, spec in template.functions.items()
         }
         self._background: set[asyncio.Task] = set()

@@ -38,6 +38,12 @@ _PROCESS_NAMES = {"PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "VIRTUAL_ENV", "PY
 # Lambda gives an on-demand function's init phase 10 s; a laptop shared with Kafka, Postgres
 # and a dozen cold starts at once needs more, so the limit is EMULATOR_INIT_TIMEOUT (30 s).
 INIT_LIMIT_S = float(os.environ.get("EMULATOR_INIT_TIMEOUT", "30"))
+INIT_GATE_POLL_S = 0.02
+
+
+def concurrent_inits_from_env() -> int:
+    """How many workers may be importing their function at once (EMULATOR_CONCURRENT_INITS)."""
+    return max(1, int(os.environ.get("EMULATOR_CONCURRENT_INITS", "2")))
 
 
 class Throttled(RuntimeError):
@@ -185,6 +191,7 @@ class FunctionPool:
         max_workers: int,
         queue_timeout_s: float,
         parent_env: Mapping[str, str] | None = None,
+        init_gate: asyncio.Semaphore | None = None,
     ) -> None:
         self.spec = spec
         self.settings = settings
@@ -194,6 +201,7 @@ class FunctionPool:
         self.queue_timeout_s = queue_timeout_s
         self._env = function_environment(spec, settings, parent_env or os.environ)
         self._slots = asyncio.Semaphore(self.cap)
+        self._init_gate = init_gate or asyncio.Semaphore(concurrent_inits_from_env())
         self._idle: list[Worker] = []
         self._workers: set[Worker] = set()
         self.running = 0
@@ -226,12 +234,9 @@ class FunctionPool:
         self, event: Any, trace_header: str | None, request_id: str
     ) -> InvocationResult:
         started = time.perf_counter()
-        worker = self._take_idle()
-        cold = worker is None
-        if worker is None:
-            worker, failure = await self._start_worker(request_id)
-            if failure is not None:
-                return self._result(request_id, False, failure, started, True)
+        worker, failure, cold = await self._idle_or_new(request_id)
+        if failure is not None:
+            return self._result(request_id, False, failure, started, True)
 
         message = {
             "type": "invoke",
@@ -281,12 +286,26 @@ class FunctionPool:
             init_ms=init_ms if cold else None,
         )
 
+    async def _idle_or_new(self, request_id: str) -> tuple[Worker, dict[str, Any] | None, bool]:
+        """A warm worker if one is (or becomes) idle, else a new one once the init gate lets it
+        start. On two shared cores, a dozen imports at once all miss any init limit; with the
+        gate, cold starts queue, and a worker that turns idle meanwhile serves the wait."""
+        while True:
+            worker = self._take_idle()
+            if worker is not None:
+                return worker, None, False
+            if not self._init_gate.locked():
+                async with self._init_gate:
+                    return (*await self._start_worker(request_id), True)
+            await asyncio.sleep(INIT_GATE_POLL_S)
+
     async def prewarm(self, count: int) -> int:
         """Start up to `count` workers ahead of any invocation, as provisioned concurrency does;
         returns how many are ready."""
         ready = 0
         for _ in range(min(count, self.cap) - len(self._workers)):
-            worker, failure = await self._start_worker("prewarm")
+            async with self._init_gate:
+                worker, failure = await self._start_worker("prewarm")
             if failure is not None:
                 break
             self._idle.append(worker)
