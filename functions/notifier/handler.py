@@ -15,7 +15,14 @@ from consim.adapters.subscriptions import SubscriptionStore
 from consim.adapters.webhooks import WebhookSender
 from consim.adapters.webpush import WebPushSender, load_vapid
 from consim.config import settings
-from consim.observability import NOTIFICATIONS_FAILED, NOTIFICATIONS_SENT, count, logger, observed
+from consim.observability import (
+    NOTIFICATIONS_FAILED,
+    NOTIFICATIONS_SENT,
+    count,
+    latency_ms,
+    logger,
+    observed,
+)
 from notifier.batch import PaymentFacts, notifications_of
 from notifier.dead_letters import KafkaDeadLetters
 from notifier.facts import PaymentFactsFromStore
@@ -25,6 +32,8 @@ from notifier.records import kafka_records
 # Kept free at the end of the invocation for the dead-letter writes and the answer itself.
 _MARGIN_SECONDS = 2.0
 _MIN_BUDGET_SECONDS = 0.5
+# Milliseconds from an event's recording in the store to its acceptance by a subscriber.
+NOTIFICATION_LAG = "NotificationLag"
 
 
 @cache
@@ -64,6 +73,8 @@ def handler(event: dict[str, Any], context: Any) -> dict[str, Any]:
 
     count(NOTIFICATIONS_SENT, report.delivered)
     count(NOTIFICATIONS_FAILED, report.dead_lettered)
+    for lag in report.lags_ms:
+        latency_ms(NOTIFICATION_LAG, lag)
     summary = {
         "notifications": len(notifications),
         "delivered": report.delivered,

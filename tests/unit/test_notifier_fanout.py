@@ -153,6 +153,7 @@ def test_every_follower_gets_each_status_once_and_in_order():
     assert sender.to("https://hooks.example/other") == []
     assert report.delivered == 4
     assert set(directory.delivered) == {("h", "e1"), ("h", "e2"), ("w", "e1"), ("w", "e2")}
+    assert len(report.lags_ms) == 4  # one lag per delivery, for the NotificationLag metric
 
 
 def test_a_redelivered_batch_sends_nothing_again():

@@ -35,6 +35,7 @@ import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import Protocol
 
 from consim.domain.notifications import (
@@ -89,6 +90,8 @@ class BatchReport:
     gone: int = 0
     dead_lettered: int = 0
     outcomes: list[tuple[str, str, str]] = field(default_factory=list)
+    # From the event's recording to the subscriber's acceptance, per delivery (milliseconds).
+    lags_ms: list[float] = field(default_factory=list)
 
     def add(self, subscription_id: str, event_id: str, result: str) -> None:
         self.outcomes.append((subscription_id, event_id, result))
@@ -157,8 +160,10 @@ class Fanout:
                 for sub, queue in lanes.values()
             ]
             for future in futures:
-                for subscription_id, event_id, result in future.result():
+                for subscription_id, event_id, result, lag_ms in future.result():
                     report.add(subscription_id, event_id, result)
+                    if lag_ms is not None:
+                        report.lags_ms.append(lag_ms)
         return report
 
     def _deliver_in_order(
@@ -167,14 +172,15 @@ class Fanout:
         queue: list[Notification],
         delivered: set[tuple[str, str]],
         deadline: float,
-    ) -> list[tuple[str, str, str]]:
+    ) -> list[tuple[str, str, str, float | None]]:
         results = []
         for notification in queue:
             if (sub.id, notification.event_id) in delivered:
-                results.append((sub.id, notification.event_id, "duplicate"))
+                results.append((sub.id, notification.event_id, "duplicate", None))
                 continue
             result = self._deliver_one(sub, notification, deadline)
-            results.append((sub.id, notification.event_id, result))
+            lag = _lag_ms(notification) if result == "delivered" else None
+            results.append((sub.id, notification.event_id, result, lag))
             if result == "gone":
                 break
         return results
@@ -251,6 +257,16 @@ class Fanout:
         return self._hooks.send(
             sub.url, sub.secret, message_id(sub, notification), payload, timeout=timeout
         )
+
+
+def _lag_ms(notification: Notification) -> float | None:
+    try:
+        occurred = datetime.fromisoformat(notification.occurred_at)
+    except ValueError:
+        return None
+    if occurred.tzinfo is None:
+        return None
+    return (datetime.now(UTC) - occurred).total_seconds() * 1000
 
 
 def _out_of_time(last: DeliveryOutcome | None) -> DeliveryOutcome:
