@@ -182,39 +182,60 @@ class ProviderAdmin:
         }
 
 
-def kafka_event_ids(config: Settings, timeout_s: float = 30.0) -> list[str]:
+class TopicReader:
     """Every event id on the payment-events topic, read from the beginning of each partition.
 
     Partitions are assigned by hand (no group), so reading leaves no committed offsets behind and
-    cannot steal partitions from the functions' consumer groups.
+    cannot steal partitions from the functions' consumer groups. The reader remembers how far it
+    got, so the settle loop's repeated reads only fetch what arrived since (the topic holds every
+    run's events; decoding all of them each second would load a small machine for nothing).
     """
-    from kafka import KafkaConsumer, TopicPartition
 
-    consumer = KafkaConsumer(
-        bootstrap_servers=config.kafka_bootstrap,
-        enable_auto_commit=False,
-        group_id=None,
-        consumer_timeout_ms=1000,
-        request_timeout_ms=15000,
-    )
-    try:
-        topic = config.payment_events_topic
-        partitions = consumer.partitions_for_topic(topic) or set()
-        assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
-        consumer.assign(assigned)
-        consumer.seek_to_beginning(*assigned)
-        ends = consumer.end_offsets(assigned)
-        ids: list[str] = []
-        deadline = time.monotonic() + timeout_s
-        while any(consumer.position(tp) < ends[tp] for tp in assigned):
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"reading {topic} took over {timeout_s}s")
-            for records in consumer.poll(timeout_ms=500, max_records=5000).values():
-                for record in records:
-                    try:
-                        ids.append(str(json.loads(record.value)["event_id"]))
-                    except (ValueError, KeyError, TypeError):
-                        log.warning("a record on %s without an event id", topic)
-        return ids
-    finally:
-        consumer.close()
+    def __init__(self, config: Settings, timeout_s: float = 30.0) -> None:
+        self._config = config
+        self._timeout_s = timeout_s
+        self._next: dict[int, int] = {}  # partition -> next offset to read
+        self._ids: list[str] = []
+
+    def event_ids(self) -> list[str]:
+        from kafka import KafkaConsumer, TopicPartition
+
+        topic = self._config.payment_events_topic
+        consumer = KafkaConsumer(
+            bootstrap_servers=self._config.kafka_bootstrap,
+            enable_auto_commit=False,
+            group_id=None,
+            request_timeout_ms=15000,
+        )
+        try:
+            partitions = consumer.partitions_for_topic(topic) or set()
+            assigned = [TopicPartition(topic, p) for p in sorted(partitions)]
+            consumer.assign(assigned)
+            for tp in assigned:
+                if tp.partition in self._next:
+                    consumer.seek(tp, self._next[tp.partition])
+                else:
+                    consumer.seek_to_beginning(tp)
+            ends = consumer.end_offsets(assigned)
+            deadline = time.monotonic() + self._timeout_s
+            while any(consumer.position(tp) < ends[tp] for tp in assigned):
+                if time.monotonic() > deadline:
+                    raise TimeoutError(f"reading {topic} took over {self._timeout_s}s")
+                for records in consumer.poll(timeout_ms=500, max_records=5000).values():
+                    for record in records:
+                        self._keep(topic, record.value)
+            self._next = {tp.partition: consumer.position(tp) for tp in assigned}
+            return list(self._ids)
+        finally:
+            consumer.close()
+
+    def _keep(self, topic: str, value: bytes) -> None:
+        try:
+            self._ids.append(str(json.loads(value)["event_id"]))
+        except (ValueError, KeyError, TypeError):
+            log.warning("a record on %s without an event id", topic)
+
+
+def kafka_event_ids(config: Settings, timeout_s: float = 30.0) -> list[str]:
+    """Every event id on the topic, read afresh from the beginning."""
+    return TopicReader(config, timeout_s).event_ids()

@@ -18,7 +18,7 @@ from simulator.evidence import (
     EventStoreReader,
     ProviderAdmin,
     ReadModelReader,
-    kafka_event_ids,
+    TopicReader,
 )
 from simulator.invariants import Evidence
 from simulator.scenario import PROVIDERS
@@ -50,6 +50,7 @@ class StackInspector:
         self.store = EventStoreReader(config.database_url)
         self.read_models = ReadModelReader(config)
         self.provider = ProviderAdmin(config)
+        self.topic = TopicReader(config)
 
     def pending(self, account_ids: Iterable[str], payment_ids: Iterable[str]) -> set[str]:
         return self.store.pending_payment_ids(account_ids, payment_ids)
@@ -70,7 +71,7 @@ class StackInspector:
             except Exception as exc:  # an unreachable ledger fails invariant 5, with the reason
                 evidence.provider_ledger[provider] = {"error": f"{type(exc).__name__}: {exc}"}
         try:
-            evidence.kafka_event_ids = kafka_event_ids(self.config)
+            evidence.kafka_event_ids = self.topic.event_ids()
         except Exception as exc:  # an unreadable topic fails invariant 6, not the whole check
             log.warning("payment-events unreadable: %s", exc)
             evidence.kafka_event_ids = None

@@ -14,7 +14,7 @@ import psycopg
 import pytest
 from consim.config import settings
 
-from simulator.evidence import EventStoreReader, ReadModelReader, kafka_event_ids
+from simulator.evidence import EventStoreReader, ReadModelReader, TopicReader, kafka_event_ids
 from tests.support.postgres import migrated_url
 
 pytestmark = pytest.mark.integration
@@ -72,11 +72,21 @@ def test_the_topic_reader_sees_every_event_id_from_the_beginning() -> None:
         producer.send(config.payment_events_topic, key=str(n % 5).encode(), value=value)
     producer.send(config.payment_events_topic, key=b"x", value=b"not json")
     producer.flush()
+
+    reader = TopicReader(config)
+    first = reader.event_ids()
+    later = [str(uuid.uuid4()) for _ in range(5)]
+    for event_id in later:
+        value = json.dumps({"event_id": event_id}).encode()
+        producer.send(config.payment_events_topic, key=b"k", value=value)
+    producer.flush()
     producer.close()
+    second = reader.event_ids()
 
-    seen = kafka_event_ids(config)
-
-    assert sorted(seen) == sorted(ids)
+    assert sorted(first) == sorted(ids)
+    # The same reader reads on from where it stopped: each id once.
+    assert sorted(second) == sorted(ids + later)
+    assert sorted(kafka_event_ids(config)) == sorted(ids + later)
 
 
 def test_the_read_model_reader_gets_items_as_plain_values() -> None:
