@@ -6,6 +6,7 @@ the function's reserved concurrency (or EMULATOR_MAX_WORKERS); an invocation bey
 line for EMULATOR_QUEUE_TIMEOUT seconds and is then throttled, where Lambda would throttle at once.
 A worker that overruns the function's Timeout is killed and the invocation answered as Lambda
 answers it; a worker that dies is dropped and replaced by the next invocation that needs one.
+Cold starts pass a gate shared by all functions (EMULATOR_CONCURRENT_INITS at once).
 """
 
 from __future__ import annotations
