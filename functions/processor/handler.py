@@ -21,7 +21,12 @@ from consim.adapters.envelope import TRACE_HEADER, from_envelope
 from consim.adapters.event_store import EventStore
 from consim.adapters.kafka_publisher import KafkaEventPublisher
 from consim.adapters.postgres_event_store import PostgresEventStore
-from consim.adapters.provider_client import HttpPaymentProvider, PaymentProvider
+from consim.adapters.provider_client import (
+    DEFAULT,
+    FALLBACK,
+    HttpPaymentProvider,
+    PaymentProvider,
+)
 from consim.adapters.trace_context import trace_metadata
 from consim.config import settings
 from consim.domain.payment import AUTHORIZED, DECLINED
@@ -51,7 +56,11 @@ class Wiring:
 _wiring: Wiring | None = None
 
 
-def wire(store: EventStore | None = None, client: PaymentProvider | None = None) -> Wiring:
+def wire(
+    store: EventStore | None = None,
+    client: PaymentProvider | None = None,
+    instances: tuple[str, ...] = (DEFAULT, FALLBACK),
+) -> Wiring:
     """Build (once per execution environment) what the handler needs; tests pass their own."""
     global _wiring
     config = settings()
@@ -60,20 +69,41 @@ def wire(store: EventStore | None = None, client: PaymentProvider | None = None)
         publisher = KafkaEventPublisher(config.kafka_bootstrap, config.payment_events_topic)
         store = PostgresEventStore.from_url(config.database_url, publisher)
     client = client or HttpPaymentProvider()
-    router = ProviderRouter(client, policy)
+    router = ProviderRouter(client, policy, instances=instances)
     _wiring = Wiring(store, client, Settler(client, router, policy), policy)
     return _wiring
 
 
 def _worst_case_ms(policy: RetryPolicy) -> int:
-    # Every attempt at both instances timing out, plus the status checks and their backoff.
+    """Every attempt at both instances timing out, with their backoff, then the status checks."""
     timeout_ms = settings().provider_timeout_ms
-    return (2 * policy.attempts + 3) * timeout_ms + int(
-        2 * policy.attempts * policy.backoff_cap_s * 1000
+    backoff_s = sum(
+        min(policy.backoff_cap_s, policy.backoff_s * 2 ** (retry - 1))
+        for retry in range(1, policy.attempts)
     )
+    per_instance_ms = policy.attempts * timeout_ms + backoff_s * 1000
+    statuses_ms = 3 * (timeout_ms + policy.status_grace_s * 1000)
+    return int(2 * per_instance_ms + statuses_ms)
 
 
 def record_handler(record: KafkaEventRecord, lambda_context: Any = None) -> str:
+    try:
+        return _handle(record, lambda_context)
+    except Exception as error:
+        # The record goes back in batchItemFailures; say why, once, with where it sits.
+        obs.logger.warning(
+            "record failed, handed back",
+            extra={
+                "partition": f"{record.topic}-{record.partition}",
+                "offset": record.offset,
+                "error": type(error).__name__,
+                "detail": str(error),
+            },
+        )
+        raise
+
+
+def _handle(record: KafkaEventRecord, lambda_context: Any) -> str:
     header = record.decoded_headers.get(TRACE_HEADER)
     trace_header = header.decode() if isinstance(header, bytes) else header
     event = from_envelope(record.json_value, trace_header)
@@ -94,14 +124,14 @@ def record_handler(record: KafkaEventRecord, lambda_context: Any = None) -> str:
             "causation_id": event.event_id,
             **trace_metadata(obs.current_trace_header() or trace_header),
         }
-        with obs.timed(obs.PROVIDER_LATENCY):
-            result = process_payment(wiring.store, wiring.settler, payment_id, metadata)
+        result = process_payment(wiring.store, wiring.settler, payment_id, metadata)
 
     if result.outcome is None:
         obs.logger.info(
             "payment already final", extra={"payment_id": payment_id, "status": result.status}
         )
         return "already_final"
+    obs.latency_ms(obs.PROVIDER_LATENCY, result.outcome.elapsed_ms)
     obs.count(
         {AUTHORIZED: obs.PAYMENTS_AUTHORIZED, DECLINED: obs.PAYMENTS_DECLINED}.get(
             result.status, obs.PAYMENTS_FAILED

@@ -13,8 +13,9 @@ from collections import Counter
 
 import pytest
 from consim.adapters.envelope import to_envelope
-from consim.adapters.event_store import RecordedEvent, StreamWrite
+from consim.adapters.event_store import EventPublisher, RecordedEvent, StreamWrite
 from consim.adapters.postgres_event_store import PostgresEventStore, open_pool
+from consim.adapters.postgres_event_store import _insert as insert_events
 from consim.adapters.provider_client import HttpPaymentProvider
 from consim.config import REPO_ROOT
 from consim.domain.account import Account, account_stream
@@ -22,6 +23,8 @@ from consim.domain.payment import Payment, payment_stream
 from consim.services.processing import process_payment
 from support.postgres import migrated_url as event_store_url
 from support.provider import (
+    DEFAULT,
+    FALLBACK,
     LambdaContext,
     call,
     ledger,
@@ -35,7 +38,7 @@ from support.provider import migrated_url as provider_url
 pytestmark = pytest.mark.integration
 
 TRACE = "Root=1-6750a1b2-0123456789abcdef01234567;Parent=53995c3f42cd8ad8;Sampled=1"
-CLIENT_TIMEOUT_MS = 300
+CLIENT_TIMEOUT_MS = 1000
 
 
 @pytest.fixture(scope="module")
@@ -48,7 +51,7 @@ def pool():
 
 @pytest.fixture(scope="module")
 def providers():
-    return {"default": load_provider("default"), "fallback": load_provider("fallback")}
+    return {DEFAULT: load_provider(DEFAULT), FALLBACK: load_provider(FALLBACK)}
 
 
 @pytest.fixture(scope="module")
@@ -76,11 +79,29 @@ def store(pool, providers, base_url, processor, monkeypatch):
     monkeypatch.setenv("PROVIDER_ATTEMPTS", "2")
     monkeypatch.setenv("PROVIDER_BACKOFF_MS", "10")
     monkeypatch.setenv("PROVIDER_HEALTH_TTL_MS", "0")
-    store = PostgresEventStore(pool)
-    processor.wire(store=store, client=HttpPaymentProvider(base_url=base_url))
+    store = PostgresEventStore(pool, Unpublished())
+    client = HttpPaymentProvider(base_url=base_url)
+    processor.wire(store=store, client=client, instances=(DEFAULT, FALLBACK))
     yield store
     for name, module in providers.items():
         reset(module, name)
+
+
+class Unpublished(EventPublisher):
+    """Keeps what the tests append off Kafka, as if published: the stack under test runs a live
+    relay and processor on this database, which must not settle these tests' payments."""
+
+    def publish(self, events):
+        return [event.position for event in events]
+
+
+def append_unpublished(store, writes, metadata=None):
+    # In the appending transaction, so that no relay tick can see the outbox rows.
+    with store.pool.connection() as conn, conn.transaction():
+        recorded = insert_events(conn, writes, store._with_trace(metadata))
+        positions = [event.position for event in recorded]
+        conn.execute("DELETE FROM outbox WHERE position = ANY(%s)", [positions])
+    return recorded
 
 
 def open_account(store, balance=0, limit=100_000) -> str:
@@ -98,7 +119,8 @@ def request_payment(store, account_id, amount) -> RecordedEvent:
     requested = Payment.request(
         payment_id, account_id, "c1", amount, "EUR", "test", f"k-{payment_id}"
     )
-    recorded = store.append_streams(
+    recorded = append_unpublished(
+        store,
         [
             StreamWrite(
                 account_stream(account_id), account.version, account.reserve(payment_id, amount)
@@ -160,8 +182,8 @@ def test_authorized_captures_the_funds_and_keeps_the_trace(processor, store, pro
     assert run(processor, requested) == {"batchItemFailures": []}
 
     payment = fold_payment(store, payment_id)
-    assert (payment.status, payment.provider, payment.fee) == ("authorized", "default", 150)
-    assert payment.provider_ref == charge_at(providers, "default", payment_id)["provider_ref"]
+    assert (payment.status, payment.provider, payment.fee) == ("authorized", DEFAULT, 150)
+    assert payment.provider_ref == charge_at(providers, DEFAULT, payment_id)["provider_ref"]
     account = fold_account(store, account_id)
     assert (account.reserved, account.captured, account.balance) == (0, 10_000, -10_000)
     outcome = store.read_stream(payment_stream(payment_id))[-1]
@@ -173,7 +195,7 @@ def test_authorized_captures_the_funds_and_keeps_the_trace(processor, store, pro
 
 
 def test_declined_releases_the_funds(processor, store, providers):
-    set_knobs(providers["default"], "default", decline_amount_suffix="13")
+    set_knobs(providers[DEFAULT], DEFAULT, decline_amount_suffix="13")
     account_id = open_account(store)
     requested = request_payment(store, account_id, 2013)
 
@@ -182,16 +204,16 @@ def test_declined_releases_the_funds(processor, store, providers):
     payment = fold_payment(store, requested.data["payment_id"])
     assert (payment.status, payment.provider, payment.reason) == (
         "declined",
-        "default",
+        DEFAULT,
         "card_declined",
     )
     account = fold_account(store, account_id)
     assert (account.reserved, account.captured, account.available) == (0, 0, 100_000)
-    assert charge_at(providers, "fallback", requested.data["payment_id"]) is None
+    assert charge_at(providers, FALLBACK, requested.data["payment_id"]) is None
 
 
 def test_a_failing_default_sends_payments_to_the_fallback(processor, store, providers):
-    set_knobs(providers["default"], "default", failure_rate=1.0)
+    set_knobs(providers[DEFAULT], DEFAULT, failure_rate=1.0)
     account_id = open_account(store)
     requested = request_payment(store, account_id, 10_000)
     payment_id = requested.data["payment_id"]
@@ -199,14 +221,14 @@ def test_a_failing_default_sends_payments_to_the_fallback(processor, store, prov
     assert run(processor, requested) == {"batchItemFailures": []}
 
     payment = fold_payment(store, payment_id)
-    assert (payment.status, payment.provider, payment.fee) == ("authorized", "fallback", 300)
-    assert charge_at(providers, "default", payment_id) is None
+    assert (payment.status, payment.provider, payment.fee) == ("authorized", FALLBACK, 300)
+    assert charge_at(providers, DEFAULT, payment_id) is None
     assert fold_account(store, account_id).captured == 10_000
 
 
 def test_both_failing_fails_the_payment_and_releases_the_funds(processor, store, providers):
-    set_knobs(providers["default"], "default", failure_rate=1.0)
-    set_knobs(providers["fallback"], "fallback", outage=True)
+    set_knobs(providers[DEFAULT], DEFAULT, failure_rate=1.0)
+    set_knobs(providers[FALLBACK], FALLBACK, outage=True)
     account_id = open_account(store)
     requested = request_payment(store, account_id, 5000)
     payment_id = requested.data["payment_id"]
@@ -217,13 +239,13 @@ def test_both_failing_fails_the_payment_and_releases_the_funds(processor, store,
     assert (payment.status, payment.reason) == ("failed", "provider_unavailable")
     account = fold_account(store, account_id)
     assert (account.reserved, account.captured, account.available) == (0, 0, 100_000)
-    assert ledger(providers["default"], "default")["count"] == 0
-    assert ledger(providers["fallback"], "fallback")["count"] == 0
+    assert ledger(providers[DEFAULT], DEFAULT)["count"] == 0
+    assert ledger(providers[FALLBACK], FALLBACK)["count"] == 0
 
 
 def test_a_timeout_that_was_charged_is_recorded_authorized(processor, store, providers):
     # The default charges, then answers long after the client's timeout.
-    set_knobs(providers["default"], "default", timeout_rate=1.0, timeout_ms=CLIENT_TIMEOUT_MS * 4)
+    set_knobs(providers[DEFAULT], DEFAULT, timeout_rate=1.0, timeout_ms=CLIENT_TIMEOUT_MS * 2)
     account_id = open_account(store)
     requested = request_payment(store, account_id, 7000)
     payment_id = requested.data["payment_id"]
@@ -231,9 +253,9 @@ def test_a_timeout_that_was_charged_is_recorded_authorized(processor, store, pro
     assert run(processor, requested) == {"batchItemFailures": []}
 
     payment = fold_payment(store, payment_id)
-    assert (payment.status, payment.provider) == ("authorized", "default")
-    assert payment.provider_ref == charge_at(providers, "default", payment_id)["provider_ref"]
-    assert charge_at(providers, "fallback", payment_id) is None
+    assert (payment.status, payment.provider) == ("authorized", DEFAULT)
+    assert payment.provider_ref == charge_at(providers, DEFAULT, payment_id)["provider_ref"]
+    assert charge_at(providers, FALLBACK, payment_id) is None
     assert fold_account(store, account_id).captured == 7000
 
 
@@ -242,13 +264,13 @@ def test_redelivery_changes_nothing(processor, store, providers):
     requested = request_payment(store, account_id, 1234)
     run(processor, requested)
     events_before = store.read_stream(account_stream(account_id))
-    ledger_before = ledger(providers["default"], "default")
+    ledger_before = ledger(providers[DEFAULT], DEFAULT)
 
     assert run(processor, requested, requested) == {"batchItemFailures": []}
 
     assert store.read_stream(account_stream(account_id)) == events_before
     assert len(store.read_stream(payment_stream(requested.data["payment_id"]))) == 2
-    assert ledger(providers["default"], "default") == ledger_before
+    assert ledger(providers[DEFAULT], DEFAULT) == ledger_before
 
 
 def test_other_event_types_are_ignored(processor, store):
@@ -302,8 +324,8 @@ def test_the_ledgers_equal_what_was_recorded_authorized(processor, store, provid
     some amounts: afterwards each provider charged exactly what the store says it authorized."""
     # Below the failure rate at which health admits failing: the default stays first, so both
     # instances end up with charges (after a default's failures, and while its breaker is open).
-    set_knobs(providers["default"], "default", failure_rate=0.4, decline_amount_suffix="7")
-    set_knobs(providers["fallback"], "fallback", decline_amount_suffix="7")
+    set_knobs(providers[DEFAULT], DEFAULT, failure_rate=0.4, decline_amount_suffix="7")
+    set_knobs(providers[FALLBACK], FALLBACK, decline_amount_suffix="7")
     account_id = open_account(store)
     requests = [request_payment(store, account_id, 100 + n) for n in range(24)]
     settler = processor._wiring.settler
@@ -322,7 +344,7 @@ def test_the_ledgers_equal_what_was_recorded_authorized(processor, store, provid
     assert all(p.is_final for p in payments)
     statuses = Counter(p.status for p in payments)
     assert (statuses["declined"], statuses["failed"]) == (2, 0)  # amounts 107 and 117
-    for name in ("default", "fallback"):
+    for name in (DEFAULT, FALLBACK):
         recorded = {
             (p.id, p.provider_ref, p.fee)
             for p in payments

@@ -24,7 +24,12 @@ from consim.config import REPO_ROOT, settings
 
 PROVIDER_DIR = REPO_ROOT / "functions" / "provider"
 ADMIN = {"x-admin-token": settings().provider_admin_token}
-FEES_BPS = {"default": 150, "fallback": 300}
+# The instances the tests run, named apart from the stack's own `default` and `fallback`: the
+# stack under test (`make test`) runs its live processor and providers on the same database, and
+# neither their traffic nor the tests' knobs and ledger purges may reach the other side.
+DEFAULT = "it-default"
+FALLBACK = "it-fallback"
+FEES_BPS = {DEFAULT: 150, FALLBACK: 300}
 DEFAULT_KNOBS = {
     "latency_distribution": "fixed",
     "latency_p50_ms": 0,

@@ -20,9 +20,9 @@ from urllib.parse import parse_qsl, urlsplit
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from support.provider import LambdaContext, api_event, load_provider
+from support.provider import DEFAULT, FALLBACK, LambdaContext, api_event, load_provider
 
-INSTANCES = {name: load_provider(name) for name in ("default", "fallback")}
+INSTANCES = {name: load_provider(name) for name in (DEFAULT, FALLBACK)}
 
 
 class Handler(BaseHTTPRequestHandler):

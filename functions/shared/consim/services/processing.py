@@ -20,7 +20,7 @@ import random
 import threading
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consim.adapters.event_store import ConcurrencyConflict, EventStore, RecordedEvent, StreamWrite
@@ -61,6 +61,7 @@ class Outcome:
     # Found by asking the provider after a call that left us uncertain.
     reconciled: bool = False
     attempts: int = 0
+    elapsed_ms: float = 0.0  # asking the provider(s), retries and lookups included
 
     @classmethod
     def of(cls, charge: Charge, attempts: int, reconciled: bool = False) -> Outcome:
@@ -179,6 +180,11 @@ class Settler:
     rng: random.Random = field(default_factory=random.Random)
 
     def settle(self, payment_id: str, amount: int, currency: str) -> Outcome:
+        started = time.perf_counter()
+        outcome = self._settle(payment_id, amount, currency)
+        return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
+
+    def _settle(self, payment_id: str, amount: int, currency: str) -> Outcome:
         attempts = 0
         for name in self.router.order():
             charge, uncertain, used = self._try(name, payment_id, amount, currency)
