@@ -52,6 +52,7 @@ lint: venv sam-venv ## ruff, cfn-lint, sam validate --lint, sam build, shellchec
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 	$(VENV)/bin/cfn-lint template.yaml
+	AWS_DEFAULT_REGION=us-east-1 $(SAM) validate
 	$(SAM) validate --lint
 	$(MAKE) --no-print-directory sam-build
 	command -v shellcheck >/dev/null || apt-get install -y -qq shellcheck >&2 \

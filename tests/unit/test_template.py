@@ -372,3 +372,75 @@ def test_cfn_lint_is_clean():
     from cfnlint.api import lint_file
 
     assert [str(match) for match in lint_file(TEMPLATE)] == []
+
+
+@cache
+def translated() -> dict[str, Any]:
+    """The template after SAM's transform, as `sam validate` and CloudFormation see it (code
+    locations stand in for the S3 objects `sam deploy` would upload)."""
+    from samtranslator.translator.transform import transform
+
+    document = json.loads(json.dumps(template()))
+    for resource in document["Resources"].values():
+        for key in ("CodeUri", "ContentUri"):
+            if key in resource.get("Properties", {}):
+                resource["Properties"][key] = "s3://consim-artifacts/code.zip"
+
+    class ManagedPolicies:
+        def load(self) -> dict[str, str]:
+            return {}
+
+    # The translator asks a boto3 session for the region, whatever the parameters say.
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("AWS_DEFAULT_REGION", "us-east-1")
+        return transform(document, {}, ManagedPolicies())
+
+
+def test_sam_translates_the_template():
+    kinds = {r["Type"] for r in translated()["Resources"].values()}
+    assert {
+        "AWS::Lambda::Function",
+        "AWS::Lambda::LayerVersion",
+        "AWS::Lambda::EventSourceMapping",
+        "AWS::ApiGateway::RestApi",
+        "AWS::ApiGateway::UsagePlan",
+        "AWS::ApiGateway::ApiKey",
+        "AWS::ApiGateway::UsagePlanKey",
+        "AWS::Events::Rule",
+    } <= kinds
+
+
+def test_translated_api_asks_for_a_key_on_every_route_but_two():
+    api = translated()["Resources"]["PaymentsApi"]["Properties"]["Body"]
+    open_routes, keyed = set(), set()
+    for path, methods in api["paths"].items():
+        for method, operation in methods.items():
+            needs_key = any("api_key" in rule for rule in operation.get("security", []))
+            (keyed if needs_key else open_routes).add((path, method.upper()))
+    assert open_routes == {("/health", "GET"), ("/vapid-public-key", "GET")}
+    assert keyed == set(api_events()) - open_routes
+
+
+def test_translated_roles_grant_each_function_only_its_tables():
+    resources = translated()["Resources"]
+    expected = {
+        "ApiFunction": {
+            "IdempotencyTable",
+            "ClientsTable",
+            "AccountsTable",
+            "PaymentsTable",
+            "SubscriptionsTable",
+        },
+        "ProcessorFunction": {"IdempotencyTable", "PaymentsTable"},
+        "ProjectorFunction": {"AccountsTable", "PaymentsTable"},
+        "NotifierFunction": {"SubscriptionsTable", "DeliveriesTable", "ClientsTable"},
+        "RelayFunction": set(),
+        "ProviderDefaultFunction": set(),
+        "ProviderFallbackFunction": set(),
+    }
+    for function, tables in expected.items():
+        role = resources[f"{function}Role"]["Properties"]
+        text = json.dumps(role.get("Policies", []))
+        granted = set(re.findall(r'"Ref": "(\w+Table)"', text))
+        assert granted == tables, function
+        assert "arn:aws:iam::aws:policy/AWSXrayWriteOnlyAccess" in role["ManagedPolicyArns"]
