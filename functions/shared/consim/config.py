@@ -106,7 +106,7 @@ class Settings:
     provider_attempts: int = field(default_factory=lambda: _env_int("PROVIDER_ATTEMPTS", 3))
     provider_backoff_ms: int = field(default_factory=lambda: _env_int("PROVIDER_BACKOFF_MS", 50))
     provider_health_ttl_ms: int = field(
-        default_factory=lambda: _env_int("PROVIDER_HEALTH_TTL_MS", 1000)
+        default_factory=lambda: _env_int("PROVIDER_HEALTH_TTL_MS", 5000)
     )
     provider_slow_ms: int = field(default_factory=lambda: _env_int("PROVIDER_SLOW_MS", 500))
 

@@ -85,7 +85,7 @@ class RetryPolicy:
     backoff_s: float = 0.05  # first retry waits up to this, doubling each time (full jitter)
     backoff_cap_s: float = 1.0
     slow_ms: int = 500
-    health_ttl_s: float = 1.0
+    health_ttl_s: float = 5.0
     breaker_threshold: int = 3  # consecutive failures that open the breaker
     breaker_cooldown_s: float = 5.0
     # Between an uncertain answer and asking for the payment: lets a charge the provider
