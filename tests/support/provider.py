@@ -44,7 +44,7 @@ DEFAULT_KNOBS = {
 }
 
 # Tests serve many requests at once from one process; a Lambda worker serves one.
-os.environ.setdefault("PROVIDER_POOL_SIZE", "64")
+os.environ.setdefault("PROVIDER_POOL_SIZE", "8")
 os.environ.setdefault("POWERTOOLS_TRACE_DISABLED", "true")
 
 
