@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import threading
 import uuid
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from consim.adapters.envelope import from_envelope, partition_key, to_envelope
+from consim.adapters.event_store import StreamWrite
 from consim.adapters.memory_event_store import InMemoryEventStore
+from consim.adapters.payments_summary import summarize
 from consim.domain.account import account_stream
 from consim.domain.errors import (
     AccountNotFound,
@@ -16,6 +19,7 @@ from consim.domain.errors import (
     InsufficientFunds,
     PaymentNotFound,
 )
+from consim.domain.events import PaymentAuthorized, PaymentFailed
 from consim.domain.payment import payment_stream
 from consim.services import accounts, payments
 
@@ -126,3 +130,23 @@ def test_unknown_strategy_is_refused(monkeypatch) -> None:
         payments.reservation_strategy()
     monkeypatch.delenv("RESERVATION_STRATEGY")
     assert payments.reservation_strategy() == payments.LOCK
+
+
+def test_summary_counts_authorized_payments_per_provider_in_the_window(store) -> None:
+    accounts.open_account(store, "c1", "EUR", 100, 0, "a1")
+    made = [payments.request_payment(store, command("a1", n)).payment.id for n in (3, 4, 5)]
+    outcomes = [
+        PaymentAuthorized(made[0], "a1", "default", "r1", 0),
+        PaymentAuthorized(made[1], "a1", "fallback", "r2", 0),
+        PaymentFailed(made[2], "a1", "timeout"),
+    ]
+    for payment_id, outcome in zip(made, outcomes, strict=True):
+        store.append_streams([StreamWrite(payment_stream(payment_id), 1, [outcome])])
+
+    now = datetime.now(UTC)
+    summary = summarize(store.read_all(), "c1", now - timedelta(minutes=1), now + timedelta(1))
+    assert summary["default"] == {"total_requests": 1, "total_amount": 3}
+    assert summary["fallback"] == {"total_requests": 1, "total_amount": 4}
+    assert summarize(store.read_all(), "c2", None, None)["default"]["total_requests"] == 0
+    later = summarize(store.read_all(), "c1", now + timedelta(minutes=1), None)
+    assert later["default"]["total_requests"] == 0
