@@ -185,6 +185,11 @@ class Settler:
         return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def _settle(self, payment_id: str, amount: int, currency: str) -> Outcome:
+        # TODO(reconciliation): a delivery that charged the fallback and died before recording,
+        # redelivered once the default is healthy again, charges the default too: nothing
+        # tells this delivery about the earlier one. Closing it needs the instance chosen
+        # recorded before the call (an event the contract does not have yet) or a status
+        # lookup at every instance before every charge (a request more per payment).
         attempts = 0
         for name in self.router.order():
             charge, uncertain, used = self._try(name, payment_id, amount, currency)
@@ -238,6 +243,9 @@ class Settler:
         return None, uncertain, self.policy.attempts
 
     def _status(self, name: str, payment_id: str) -> Charge | None:
+        # TODO(reconciliation): an instance unreachable for good keeps its payments pending
+        # (the record is retried until the event source gives up and dead-letters it); a
+        # reconciliation job that settles dead-lettered payments later is not written.
         try:
             return self.client.status(name, payment_id)
         except ProviderError as error:
