@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import json
 import threading
+import time
 import uuid
 
 import pytest
+from aws_lambda_powertools.utilities.idempotency.persistence.base import BasePersistenceLayer
 from chalice.test import Client
 from consim.adapters import dynamodb
 from consim.adapters.event_store import StreamWrite
@@ -15,7 +17,7 @@ from consim.domain.account import account_stream
 from consim.domain.events import FundsCaptured, PaymentAuthorized
 from consim.domain.payment import payment_stream
 from consim.services import bootstrap, payments
-from support.api import api_module, new_client
+from support.api import LambdaContext, api_module, new_client
 from support.openapi import check
 from support.postgres import migrated_url
 
@@ -373,3 +375,39 @@ def test_payments_summary_counts_authorized_payments_per_provider(http, key) -> 
     check("GET", "/payments-summary", bad)
     account = check("GET", "/accounts/{account_id}", get(http, f"/accounts/{account_id}", key))
     assert (account["captured"], account["reserved"], account["balance"]) == (16, 11, -16)
+
+
+def test_a_worker_lost_between_commit_and_record_does_not_pay_twice(http, key, api, monkeypatch):
+    """The payment commits, then the idempotency record is never completed (the worker died).
+
+    The record stays INPROGRESS until the invocation's time is up; the retry after that runs
+    the command again, which finds the payment stream written and answers with that payment.
+    """
+    account_id = open_account(http, key)
+    idem = str(uuid.uuid4())
+    short_lived = LambdaContext()
+    short_lived.get_remaining_time_in_millis = lambda: 1000  # type: ignore[method-assign]
+    register = api.register_context
+    monkeypatch.setattr(api, "register_context", lambda _: register(short_lived))
+
+    def die(self, data, result):
+        raise RuntimeError("worker killed before the record was completed")
+
+    with monkeypatch.context() as patched:
+        patched.setattr(BasePersistenceLayer, "save_success", die)
+        lost = pay(http, key, account_id, 5, idem)
+    assert lost.status_code == 503
+    check("POST", "/payments", lost)
+
+    deadline = time.monotonic() + 60
+    retry = pay(http, key, account_id, 5, idem)
+    while retry.status_code == 409 and time.monotonic() < deadline:
+        time.sleep(0.5)
+        retry = pay(http, key, account_id, 5, idem)
+    assert retry.status_code == 201
+    payment = check("POST", "/payments", retry)
+
+    store = bootstrap.event_store()
+    assert len(store.read_stream(payment_stream(payment["id"]))) == 1
+    account = check("GET", "/accounts/{account_id}", get(http, f"/accounts/{account_id}", key))
+    assert (account["reserved"], account["version"]) == (5, 2)
