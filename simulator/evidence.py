@@ -72,16 +72,20 @@ class EventStoreReader:
             events.append(row)
         return events
 
-    def pending_payment_ids(
-        self, account_ids: Iterable[str], payment_ids: Iterable[str]
-    ) -> set[str]:
-        """Payments of these accounts (reserved, or answered 201) with no final event yet."""
+    def reserved_payment_ids(self, account_ids: Iterable[str]) -> set[str]:
+        """The payments these accounts reserved funds for."""
         rows = self._query(
             "SELECT data->>'payment_id' AS payment_id FROM events "
             "WHERE stream_id = ANY(%s) AND type = 'FundsReserved'",
             ([f"account-{a}" for a in account_ids],),
         )
-        candidates = {r["payment_id"] for r in rows} | set(payment_ids)
+        return {r["payment_id"] for r in rows}
+
+    def pending_payment_ids(
+        self, account_ids: Iterable[str], payment_ids: Iterable[str]
+    ) -> set[str]:
+        """Payments of these accounts (reserved, or answered 201) with no final event yet."""
+        candidates = self.reserved_payment_ids(account_ids) | set(payment_ids)
         return candidates - self.final_payment_ids(candidates)
 
     def final_payment_ids(self, payment_ids: Iterable[str]) -> set[str]:

@@ -88,13 +88,15 @@ async def gather_evidence(
     outcomes: list[dict[str, Any]],
 ) -> Evidence:
     payment_ids = sorted({o["payment_id"] for o in outcomes if o.get("payment_id")})
-    evidence = await asyncio.to_thread(inspector.evidence, account_ids, payment_ids)
-    evidence.outcomes = outcomes
-    if api is not None:
+    api_accounts = {}
+    if api is not None:  # before the event store: see StackInspector.evidence on the order
         for account_id in account_ids:
             answer = await api.get_account(account_id)
             if answer.status == 200 and isinstance(answer.body, dict):
-                evidence.api_accounts[account_id] = answer.body
+                api_accounts[account_id] = answer.body
+    evidence = await asyncio.to_thread(inspector.evidence, account_ids, payment_ids)
+    evidence.outcomes = outcomes
+    evidence.api_accounts = api_accounts
     return evidence
 
 

@@ -56,26 +56,44 @@ class StackInspector:
         return self.store.pending_payment_ids(account_ids, payment_ids)
 
     def evidence(self, account_ids: list[str], payment_ids: list[str]) -> Evidence:
-        events = self.store.events_of(account_ids, payment_ids)
-        all_payment_ids = {
+        """The copies first, the event store after them, Kafka last.
+
+        The reads are not one snapshot. Read in this order, a copy (read model, ledger) can only
+        be behind the events it is compared with, never ahead, so a difference left after the
+        drain is a copy that lags or is wrong, not an artefact of the order of the reads; and
+        every event read was on the topic before the topic was read.
+        """
+        known = self.store.reserved_payment_ids(account_ids) | set(payment_ids)
+        evidence = Evidence()
+        evidence.read_payments = self.read_models.payments(known)
+        evidence.read_accounts = self.read_models.accounts(account_ids)
+        evidence.provider_ledger = self._ledgers(known)
+
+        evidence.events = self.store.events_of(account_ids, payment_ids)
+        found = {
             e["stream_id"][len("payment-") :]
-            for e in events
+            for e in evidence.events
             if e["stream_id"].startswith("payment-")
         }
-        evidence = Evidence(events=events)
-        evidence.read_payments = self.read_models.payments(all_payment_ids)
-        evidence.read_accounts = self.read_models.accounts(account_ids)
-        for provider in PROVIDERS:
-            try:
-                evidence.provider_ledger[provider] = self.provider.ledger(provider, all_payment_ids)
-            except Exception as exc:  # an unreachable ledger fails invariant 5, with the reason
-                evidence.provider_ledger[provider] = {"error": f"{type(exc).__name__}: {exc}"}
+        if found - known:  # payments that appeared meanwhile (a request answered after the run)
+            evidence.read_payments.update(self.read_models.payments(found - known))
+            evidence.provider_ledger = self._ledgers(found | known)
+
         try:
             evidence.kafka_event_ids = self.topic.event_ids()
         except Exception as exc:  # an unreadable topic fails invariant 6, not the whole check
             log.warning("payment-events unreadable: %s", exc)
             evidence.kafka_event_ids = None
         return evidence
+
+    def _ledgers(self, payment_ids: set[str]) -> dict[str, dict[str, Any]]:
+        ledgers: dict[str, dict[str, Any]] = {}
+        for provider in PROVIDERS:
+            try:
+                ledgers[provider] = self.provider.ledger(provider, payment_ids)
+            except Exception as exc:  # an unreachable ledger fails invariant 5, with the reason
+                ledgers[provider] = {"error": f"{type(exc).__name__}: {exc}"}
+        return ledgers
 
     def knobs(self, provider: str) -> dict[str, Any]:
         return self.provider.knobs(provider)

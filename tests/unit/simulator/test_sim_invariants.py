@@ -272,3 +272,14 @@ def test_an_unreadable_ledger_fails_check_5(world: World) -> None:
 
     assert result.offenders == ("fallback",)
     assert "unreadable" in result.detail
+
+
+def test_an_api_answer_of_another_version_is_not_compared(world: World) -> None:
+    evidence = world.evidence()
+    # Asked before the store was read, the API saw version 1 (before the capture).
+    evidence.api_accounts["acc-2"] = {"balance": 300, "version": 1}
+
+    assert inv.within_limits(evidence).ok
+
+    evidence.api_accounts["acc-2"] = {"balance": 300, "version": 3}
+    assert inv.within_limits(evidence).offenders == ("acc-2",)
