@@ -233,7 +233,9 @@ def _sql_text(query: Any, cursor: Any) -> str:
 
 def _sql_operation(text: str) -> str:
     words = text.split(None, 1)
-    verb = words[0].upper() if words else "SQL"
+    if not words:
+        return "ping"  # psycopg_pool's check_connection runs an empty statement
+    verb = words[0].upper()
     target = _SQL_TARGET.search(text)
     return f"{verb} {target.group(1).replace(chr(34), '')}" if target else verb
 

@@ -207,7 +207,7 @@ def test_logs_carry_the_record_trace_and_the_payment():
         ('UPDATE "provider".knobs SET outage = true', "UPDATE provider.knobs"),
         ("DELETE FROM outbox WHERE position = %s", "DELETE outbox"),
         ("SELECT pg_advisory_xact_lock(%s)", "SELECT"),
-        ("", "SQL"),
+        ("", "ping"),
     ],
 )
 def test_a_statement_is_named_by_its_verb_and_table(statement, operation):
