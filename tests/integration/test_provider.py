@@ -309,11 +309,13 @@ def test_a_worker_killed_mid_request_gives_its_slot_back(provider):
     """)
     worker = subprocess.Popen([sys.executable, "-c", script])
     try:
+        # Decided on arrival: once the charge is visible the worker sits in its latency sleep.
         deadline = time.monotonic() + 60
-        while ledger(provider, DEFAULT)["in_flight"] == 0:
-            assert worker.poll() is None, "the worker ended before taking its slot"
-            assert time.monotonic() < deadline, "the worker never took its slot"
+        while call(provider, "GET", f"{PAYMENTS}/p-killed")[0] != 200:
+            assert worker.poll() is None, "the worker ended before charging"
+            assert time.monotonic() < deadline, "the worker never charged"
             time.sleep(0.05)
+        assert ledger(provider, DEFAULT)["in_flight"] == 1
         set_knobs(provider, DEFAULT, latency_p50_ms=0, latency_p99_ms=0)
         assert pay(provider, payment_id="p-meanwhile")[0] == 429
     finally:
@@ -325,5 +327,4 @@ def test_a_worker_killed_mid_request_gives_its_slot_back(provider):
         assert time.monotonic() < deadline, "the dead worker's slot was never released"
         time.sleep(0.05)
     assert pay(provider, payment_id="p-after")[0] == 201
-    # It was decided on arrival, so the dead worker's charge is in the ledger.
     assert call(provider, "GET", f"{PAYMENTS}/p-killed")[1]["status"] == "authorized"
