@@ -122,9 +122,14 @@ class XRayReader:
         return traces[0]
 
     def summaries(
-        self, since: timedelta, until: datetime | None = None, filter_expression: str | None = None
+        self,
+        since: timedelta,
+        until: datetime | None = None,
+        filter_expression: str | None = None,
+        limit: int = 2000,
     ) -> list[TraceSummary]:
-        """Traces that started and ended in the window, newest first."""
+        """Traces that started and ended in the window, newest first (pages stop at ``limit``:
+        a busy AWS account has far more traces in a window than a page can show)."""
         # Whole seconds: moto's server parses the bounds with int(); the end gets one second
         # of slack because moto only counts traces that ended strictly before it.
         end = (until or datetime.now(UTC)).replace(microsecond=0) + timedelta(seconds=1)
@@ -141,6 +146,8 @@ class XRayReader:
                     has_error=bool(item.get("HasError")),
                     has_fault=bool(item.get("HasFault")),
                 )
+            if len(found) >= limit:
+                break
         return sorted(found.values(), key=lambda s: (s.started, s.id), reverse=True)
 
 
