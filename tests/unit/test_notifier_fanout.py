@@ -382,3 +382,55 @@ def test_different_payments_reach_one_subscriber_concurrently():
     report = fanout(directory, sender, DeadLetters(), policy).deliver(notes, soon())
 
     assert report.delivered == 2
+
+
+class FakeClock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_subscriber_that_keeps_failing_rests_then_gets_one_trial():
+    from notifier.breaker import SubscriberBreaker
+
+    clock = FakeClock()
+    down = {"https://hooks.example/h": [unreachable("connection refused")]}
+    sender = Recorder(down)
+    dead = DeadLetters()
+    directory = Directory(hook("h", ACCOUNT))
+    policy = FanoutPolicy(max_attempts=1)
+    breaker = SubscriberBreaker(threshold=2, cooldown_seconds=30, clock=clock)
+    notifier = Fanout(directory, sender, sender, dead, policy, breaker=breaker)
+
+    for i in range(4):  # four payments, four batches
+        notifier.deliver([note(f"e{i}", "pending", payment_id=f"p-{i}")], soon())
+
+    assert len(sender.sent) == 2  # two real failures, then the circuit opened
+    assert [o.reason for _, _, o, _ in dead.buried][2:] == [
+        "subscriber resting after repeated failures (circuit open)"
+    ] * 2
+
+    clock.now += 31
+    sender.scripts.clear()  # the subscriber is back
+    notifier.deliver([note("e5", "pending", payment_id="p-5")], soon())
+    notifier.deliver([note("e6", "pending", payment_id="p-6")], soon())
+
+    assert len(sender.sent) == 4
+    assert {("h", "e5"), ("h", "e6")} <= set(directory.delivered)
+
+
+def test_refusals_do_not_open_the_circuit():
+    from notifier.breaker import SubscriberBreaker
+
+    sender = Recorder({"https://hooks.example/h": [judge_response(400)]})
+    breaker = SubscriberBreaker(threshold=1, cooldown_seconds=30, clock=FakeClock())
+    notifier = Fanout(
+        Directory(hook("h", ACCOUNT)), sender, sender, DeadLetters(), FAST, breaker=breaker
+    )
+
+    for i in range(3):
+        notifier.deliver([note(f"e{i}", "pending", payment_id=f"p-{i}")], soon())
+
+    assert len(sender.sent) == 3

@@ -24,7 +24,8 @@ so `pending` never overtakes `authorized`; everything else (other payments, othe
 is served concurrently, so a slow or dead subscriber delays only itself. Every attempt's timeout
 is cut to what is left of the batch's budget, and no attempt starts after it: what is still
 undelivered then (and what exhausted its attempts or was refused) goes to the dead-letter topic
-with the reason, and the partition moves on.
+with the reason, and the partition moves on. A subscriber that keeps failing is rested
+(`breaker`): for a while its notifications are dead-lettered without a try.
 """
 
 from __future__ import annotations
@@ -49,6 +50,7 @@ from consim.domain.notifications import (
 )
 from consim.observability import logger
 
+from .breaker import SubscriberBreaker
 from .dead_letters import DeadLetters
 
 
@@ -120,6 +122,7 @@ class Fanout:
         policy: FanoutPolicy,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        breaker: SubscriberBreaker | None = None,
     ) -> None:
         self._directory = directory
         self._push = push
@@ -128,6 +131,7 @@ class Fanout:
         self._policy = policy
         self._clock = clock
         self._sleep = sleep
+        self._breaker = breaker or SubscriberBreaker(clock=clock)
 
     def deliver(self, notifications: Sequence[Notification], deadline: float) -> BatchReport:
         """Send every notification to every subscriber of its payment or account, by `deadline`
@@ -186,7 +190,14 @@ class Fanout:
         return results
 
     def _deliver_one(self, sub: Subscription, notification: Notification, deadline: float) -> str:
-        outcome, attempts = self._attempt(sub, notification, deadline)
+        if self._breaker.resting(sub.id):
+            outcome, attempts = _RESTING, 0
+        else:
+            outcome, attempts = self._attempt(sub, notification, deadline)
+            if outcome.verdict is DeliveryVerdict.RETRY:
+                self._breaker.failed(sub.id)
+            elif outcome.verdict is DeliveryVerdict.DELIVERED:
+                self._breaker.succeeded(sub.id)
         log_keys = {
             "subscription_id": sub.id,
             "kind": str(sub.kind),
@@ -257,6 +268,11 @@ class Fanout:
         return self._hooks.send(
             sub.url, sub.secret, message_id(sub, notification), payload, timeout=timeout
         )
+
+
+_RESTING = DeliveryOutcome(
+    DeliveryVerdict.RETRY, None, "subscriber resting after repeated failures (circuit open)"
+)
 
 
 def _lag_ms(notification: Notification) -> float | None:
