@@ -31,6 +31,7 @@ class Api:
         self.url = os.environ.get("API_URL") or settings().api_url
         self.session = requests.Session()
         self.session.headers["x-api-key"] = os.environ["API_KEY"]
+        self.subscriptions: list[str] = []
 
     def call(self, method: str, path: str, body: dict | None = None, **headers) -> dict:
         response = self.session.request(
@@ -58,6 +59,17 @@ def api():
     return Api()
 
 
+@pytest.fixture(autouse=True)
+def unsubscribe_after(api):
+    """Subscriptions made by a test are deleted after it, through the API, as a client would:
+    their receivers stop with the test, and the notifier need not keep trying them."""
+    yield
+    for subscription_id in api.subscriptions:
+        response = api.session.delete(f"{api.url}/subscriptions/{subscription_id}", timeout=30)
+        assert response.status_code == 204, response.text
+    api.subscriptions.clear()
+
+
 @pytest.fixture(scope="module")
 def vapid_key(api):
     return api.call("GET", "/vapid-public-key")["public_key"]
@@ -77,6 +89,7 @@ def subscribe(api, push, hooks, account_id: str, push_behaviour: Behaviour | Non
         {"kind": "webhook", "account_id": account_id, "url": hooks.url(channel)},
     )
     hooks.trust(channel, hooked["secret"])
+    api.subscriptions += [pushed["id"], hooked["id"]]
     return browser.id, pushed["id"], channel, hooked["id"]
 
 
