@@ -39,6 +39,8 @@ class Evidence:
     kafka_event_ids: list[str] | None = None
     subscriptions: list[dict[str, Any]] = field(default_factory=list)
     notifications: list[dict[str, Any]] = field(default_factory=list)
+    # source ("event-store", "read-models") -> why it could not be read; its checks then fail.
+    unreadable: dict[str, str] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, Any]:
         return dict(self.__dict__)
@@ -448,5 +450,25 @@ CHECKS: tuple[Callable[[Evidence], CheckResult], ...] = (
 )
 
 
+# What each check reads besides the run's own record.
+SOURCES = {
+    "final": ("event-store",),
+    "limits": ("event-store",),
+    "idempotency": ("event-store",),
+    "read-models": ("event-store", "read-models"),
+    "provider": ("event-store",),
+    "kafka": ("event-store",),
+    "notifications": ("event-store",),
+}
+
+
 def check_all(evidence: Evidence) -> list[CheckResult]:
-    return [check(evidence) for check in CHECKS]
+    results = []
+    for check in CHECKS:
+        result = check(evidence)
+        missing = [src for src in SOURCES[result.key] if src in evidence.unreadable]
+        if missing:
+            why = "; ".join(f"{src} unreadable: {evidence.unreadable[src]}" for src in missing)
+            result = CheckResult(result.key, result.title, False, why, (), 0)
+        results.append(result)
+    return results

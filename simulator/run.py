@@ -115,11 +115,13 @@ async def _settle(
         try:
             evidence = await gather_evidence(inspector, api, account_ids, outcomes)
         except Exception as exc:  # Postgres may still be coming back (chaos): try again
-            if time.monotonic() - began > timeout_s:
-                raise
-            say(out, f"settle: evidence unreadable ({type(exc).__name__}: {exc}); retrying")
-            await asyncio.sleep(1.0)
-            continue
+            why = f"{type(exc).__name__}: {exc}"
+            if time.monotonic() - began <= timeout_s:
+                say(out, f"settle: evidence unreadable ({why}); retrying")
+                await asyncio.sleep(1.0)
+                continue
+            # Out of time: the run is still recorded, every check failing with the reason.
+            evidence = Evidence(outcomes=outcomes, unreadable={"event-store": why})
         evidence.subscriptions = list(receivers.subscriptions)
         evidence.notifications = receivers.notifications(wall_start)
         results = [r.as_dict() for r in check_all(evidence)]
@@ -153,7 +155,12 @@ async def execute(
     try:
         await _setup(api, plan, receivers, out)
         providers = sorted({step.provider for step in scenario.provider})
-        knobs_before = {p: await asyncio.to_thread(inspector.knobs, p) for p in providers}
+        knobs_before = {}
+        for provider in providers:
+            try:
+                knobs_before[provider] = await asyncio.to_thread(inspector.knobs, provider)
+            except Exception as exc:  # its steps will fail visibly in the timeline too
+                receivers.notes.append(f"provider {provider} knobs unreadable, not restored: {exc}")
 
         runner = OpenModelRunner(
             plan.sends,
@@ -172,7 +179,10 @@ async def execute(
             await load
         finally:
             for provider, knobs in knobs_before.items():
-                await asyncio.to_thread(inspector.set_knobs, provider, knobs)
+                try:
+                    await asyncio.to_thread(inspector.set_knobs, provider, knobs)
+                except Exception as exc:  # reported; the run's record matters more
+                    receivers.notes.append(f"provider {provider} knobs not restored: {exc}")
 
         outcomes = [o.as_dict() for o in runner.outcomes]
         accepted = {o["payment_id"] for o in outcomes if o.get("payment_id")}

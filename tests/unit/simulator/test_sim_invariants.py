@@ -283,3 +283,17 @@ def test_an_api_answer_of_another_version_is_not_compared(world: World) -> None:
 
     evidence.api_accounts["acc-2"] = {"balance": 300, "version": 3}
     assert inv.within_limits(evidence).offenders == ("acc-2",)
+
+
+def test_checks_fail_with_the_reason_when_a_source_was_unreadable(world: World) -> None:
+    evidence = world.evidence()
+    evidence.unreadable = {"read-models": "EndpointConnectionError: dynamodb down"}
+
+    results = {r.key: r for r in inv.check_all(evidence)}
+
+    assert not results["read-models"].ok
+    assert "dynamodb down" in results["read-models"].detail
+    assert results["final"].ok
+
+    evidence.unreadable = {"event-store": "OperationalError: connection refused"}
+    assert not any(r.ok for r in inv.check_all(evidence))
