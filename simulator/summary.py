@@ -75,5 +75,10 @@ def render(run: dict[str, Any]) -> str:
         rows = [["at", "what", "result"]]
         rows += [[f"{h['at']:.1f}s", h["label"], h.get("error") or "ok"] for h in timeline]
         lines += ["", table(rows)]
+    notes = list(run.get("notes") or [])
+    refused = run.get("refused_notifications") or []
+    if refused:
+        notes.append(f"{len(refused)} notification(s) refused by our receivers: {refused[0]}")
+    lines += [f"note: {note}" for note in notes]
     lines += ["", "RESULT: " + ("PASSED" if run.get("ok") else "FAILED")]
     return "\n".join(lines)
