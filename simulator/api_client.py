@@ -130,6 +130,9 @@ class PaymentsApi:
             raise ApiError(f"subscribing {body.get('kind')}", answer.status, answer.body)
         return answer.body
 
+    async def unsubscribe(self, subscription_id: str) -> Answer:
+        return await self.request("DELETE", f"/subscriptions/{subscription_id}")
+
     async def kill_workers(self, function: str) -> Answer:
         """The emulator's chaos hook: stop the function's workers as if Lambda recycled them."""
         return await self.request("POST", f"/_emulator/functions/{function}/kill")

@@ -53,6 +53,19 @@ async def _setup(
     say(out, f"opened {len(plan.accounts)} accounts, {len(receivers.subscriptions)} subscriptions")
 
 
+async def _unsubscribe(api: PaymentsApi, receivers: Receivers, out: TextIO | None) -> None:
+    """Our receivers stop with the run: leave the notifier no subscriptions it cannot reach."""
+    failed = 0
+    for subscription in receivers.subscriptions:
+        try:
+            answer = await api.unsubscribe(subscription["id"])
+            failed += answer.status not in (200, 204, 404)
+        except Exception:  # the stack may be gone; the subscriptions then do not matter
+            failed += 1
+    if failed:
+        say(out, f"{failed} subscription(s) could not be deleted")
+
+
 async def _drain(
     inspector: Inspector,
     account_ids: list[str],
@@ -198,6 +211,7 @@ async def execute(
             scenario.settle_timeout_s,
             out,
         )
+        await _unsubscribe(api, receivers, out)
         try:
             system_metrics = await asyncio.to_thread(
                 inspector.system_metrics, runner.wall_start, time.time()

@@ -81,6 +81,7 @@ class FakeSystem:
         app.router.add_post("/accounts", self._open)
         app.router.add_get("/accounts/{id}", self._get_account)
         app.router.add_post("/subscriptions", self._subscribe)
+        app.router.add_delete("/subscriptions/{id}", self._unsubscribe)
         app.router.add_post("/payments", self._pay)
         self._runner = web.AppRunner(app, access_log=None)
         await self._runner.setup()
@@ -135,6 +136,11 @@ class FakeSystem:
         return web.json_response(
             {"id": sub["id"], "kind": body["kind"], "secret": secret}, status=201
         )
+
+    async def _unsubscribe(self, request: web.Request) -> web.Response:
+        ident = request.match_info["id"]
+        self.subscriptions = [s for s in self.subscriptions if s["id"] != ident]
+        return web.Response(status=204)
 
     async def _pay(self, request: web.Request) -> web.Response:
         key = request.headers["Idempotency-Key"]

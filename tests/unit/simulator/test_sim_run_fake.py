@@ -75,6 +75,7 @@ def test_an_honest_system_passes_and_the_run_folder_is_complete(tmp_path: Path) 
     assert system.knob_calls[0] == ("default", {"failure_rate": 0.5})
     assert system.knob_calls[-1] == ("default", {"failure_rate": 0.0})
     assert system.chaos.calls == [("kill-worker", "ProcessorFunction")]
+    assert system.subscriptions == []  # deleted once the run no longer listens
     for name in (runs.RUN_FILE, runs.EVIDENCE_FILE, runs.REPORT_FILE, runs.SCENARIO_FILE):
         assert (tmp_path / name).exists()
     page = (tmp_path / runs.REPORT_FILE).read_text()
