@@ -56,6 +56,15 @@ def _wired() -> tuple[Fanout, PaymentFacts]:
     return fanout, facts
 
 
+# Wired during the init phase, as Lambda advises: connections and imports are paid once, before
+# the first batch (and by a prewarmed environment, before any). A dependency that is down now is
+# not fatal here: the first invocation wires again and fails, or retries, like any other batch.
+try:
+    _wired()
+except Exception:
+    logger.exception("notifier not wired at init; the first batch will try again")
+
+
 def _budget_seconds(context: Any) -> float:
     budget = settings().notify_batch_budget_seconds
     remaining = getattr(context, "get_remaining_time_in_millis", None)

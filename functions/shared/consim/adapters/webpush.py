@@ -84,6 +84,14 @@ class WebPushSender:
     """Encrypts and posts one message to one push endpoint; safe to call from many threads."""
 
     def __init__(self, vapid: Vapid, subject: str) -> None:
+        # Imported here, not at the top: pywebpush pulls in aiohttp, and the API, which only
+        # needs the key, should not pay for it at every cold start. The notifier builds its
+        # sender during its init phase, so no notification waits for the import.
+        import pywebpush
+        import requests
+
+        self._requests = requests
+        self._pywebpush = pywebpush
         self._vapid = vapid
         self._subject = subject
         self._local = threading.local()
@@ -92,9 +100,7 @@ class WebPushSender:
         # A session per thread: connection reuse without sharing a pool across threads.
         session = getattr(self._local, "session", None)
         if session is None:
-            import requests
-
-            session = self._local.session = requests.Session()
+            session = self._local.session = self._requests.Session()
         return session
 
     def send(
@@ -107,13 +113,9 @@ class WebPushSender:
         topic: str,
         timeout: float,
     ) -> DeliveryOutcome:
-        # Imported here: pywebpush pulls in aiohttp, and the API (which only needs the key) should
-        # not pay for that at every cold start.
-        import requests
-        from pywebpush import WebPushException, webpush
-
+        pywebpush = self._pywebpush
         try:
-            response = webpush(
+            response = pywebpush.webpush(
                 subscription_info=push.as_subscription_info(),
                 data=payload,
                 vapid_private_key=self._vapid,
@@ -125,7 +127,7 @@ class WebPushSender:
                 headers={"Urgency": urgency, "Topic": topic},
                 requests_session=self._session(),
             )
-        except WebPushException as exc:
+        except pywebpush.WebPushException as exc:
             if exc.response is None:
                 return unreachable(exc.message)
             return judge_response(
@@ -133,6 +135,6 @@ class WebPushSender:
                 f"push service answered {exc.response.status_code}",
                 parse_retry_after(exc.response.headers.get("Retry-After")),
             )
-        except requests.RequestException as exc:
+        except self._requests.RequestException as exc:
             return unreachable(f"{type(exc).__name__}: {exc}")
         return judge_response(response.status_code)
