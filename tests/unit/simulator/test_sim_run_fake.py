@@ -145,3 +145,12 @@ def test_cli_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
     assert "no scenario" in capsys.readouterr().err
     assert cli.main(["scenarios"]) == 0
     assert "demo" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("command", [[], ["run"], ["scenarios"], ["check"], ["report"]])
+def test_every_command_has_help(command: list[str], capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exit_:
+        cli.main([*command, "--help"])
+
+    assert exit_.value.code == 0
+    assert "usage: consim" in capsys.readouterr().out
