@@ -411,3 +411,31 @@ def test_a_worker_lost_between_commit_and_record_does_not_pay_twice(http, key, a
     assert len(store.read_stream(payment_stream(payment["id"]))) == 1
     account = check("GET", "/accounts/{account_id}", get(http, f"/accounts/{account_id}", key))
     assert (account["reserved"], account["version"]) == (5, 2)
+
+
+def test_subscription_routes_answer_as_described(http, key) -> None:
+    account_id = open_account(http, key)
+    body = {"kind": "webhook", "account_id": account_id, "url": "https://example.com/hook"}
+    created = post(http, "/subscriptions", key, body)
+    assert created.status_code == 201, created.body
+    subscription = check("POST", "/subscriptions", created)
+    assert subscription["secret"]
+
+    path = f"/subscriptions/{subscription['id']}"
+    read = check("GET", "/subscriptions/{subscription_id}", get(http, path, key))
+    assert "secret" not in read
+    other = get(http, path, new_client()[0])
+    assert other.status_code == 404
+    check("GET", "/subscriptions/{subscription_id}", other)
+
+    deleted = http.delete(path, headers={"x-api-key": key})
+    assert deleted.status_code == 204
+    check("DELETE", "/subscriptions/{subscription_id}", deleted)
+    assert get(http, path, key).status_code == 404
+
+    refused = post(
+        http, "/subscriptions", key, {"kind": "carrier-pigeon", "account_id": account_id}
+    )
+    assert refused.status_code in (400, 422)
+    check("POST", "/subscriptions", refused)
+    assert check("GET", "/vapid-public-key", http.get("/vapid-public-key"))["public_key"]
