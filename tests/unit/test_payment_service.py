@@ -19,7 +19,7 @@ from consim.domain.errors import (
     InsufficientFunds,
     PaymentNotFound,
 )
-from consim.domain.events import PaymentAuthorized, PaymentFailed
+from consim.domain.events import FundsReserved, PaymentAuthorized, PaymentFailed
 from consim.domain.payment import payment_stream
 from consim.services import accounts, payments
 
@@ -150,3 +150,23 @@ def test_summary_counts_authorized_payments_per_provider_in_the_window(store) ->
     assert summarize(store.read_all(), "c2", None, None)["default"]["total_requests"] == 0
     later = summarize(store.read_all(), "c1", now + timedelta(minutes=1), None)
     assert later["default"]["total_requests"] == 0
+
+
+@pytest.mark.parametrize("strategy", payments.STRATEGIES)
+def test_a_writer_that_skips_the_lock_makes_the_reservation_retry(store, strategy) -> None:
+    """The processor settles without the account lock: the API must retry, not fail."""
+    accounts.open_account(store, "c1", "EUR", 10, 0, "a1")
+    real = store.read_stream
+    interfered = []
+
+    def read_then_interfere(stream_id: str, after_version: int = 0):
+        events = real(stream_id, after_version)
+        if stream_id == account_stream("a1") and not interfered:
+            interfered.append(True)  # another writer extends the account right after our read
+            store.append(stream_id, len(events), [FundsReserved("other", 1)])
+        return events
+
+    store.read_stream = read_then_interfere  # type: ignore[method-assign]
+    accepted = payments.request_payment(store, command("a1", 2), strategy)
+    assert accepted.attempts == 2
+    assert (accepted.account.reserved, accepted.account.version) == (3, 3)

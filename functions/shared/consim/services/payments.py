@@ -7,18 +7,19 @@ What the loser does is the reservation strategy (RESERVATION_STRATEGY):
 - optimistic: re-read and re-decide after a jittered backoff, until a deadline. No lock is held
   while waiting; under heavy contention most attempts are wasted reads.
 - lock: take a per-account lock (a Postgres advisory lock held by the transaction) before
-  reading, so writers queue instead of colliding; one round trip more per payment, no retries.
+  reading, so writers queue instead of colliding; one round trip more per payment, and retries
+  only when a writer that does not take the lock (the processor) got in between.
 
 benchmarks/hot_account.py measures both; docs/architecture.md has the figures and the choice.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import random
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -40,8 +41,6 @@ from consim.domain.errors import (
 from consim.domain.events import PaymentRequested
 from consim.domain.payment import Payment, payment_stream
 from consim.domain.rules import require_amount, require_currency, require_description
-
-logger = logging.getLogger(__name__)
 
 OPTIMISTIC = "optimistic"
 LOCK = "lock"
@@ -138,37 +137,35 @@ def request_payment(
 ) -> PaymentAccepted:
     strategy = strategy or reservation_strategy()
     if strategy == LOCK:
-        return _with_lock(store, command)
-    return _optimistic(store, command)
+        return _retrying(command, lambda attempts: _with_lock(store, command, attempts))
+    return _retrying(command, lambda attempts: _attempt(store, command, attempts))
 
 
-def _with_lock(store: EventStore, command: RequestPayment) -> PaymentAccepted:
-    attempts = 0
-    while True:
-        attempts += 1
-        try:
-            with store.locked(account_stream(command.account_id)) as session:
-                return _attempt(session, command, attempts)
-        except ConcurrencyConflict as conflict:
-            # Under the account's lock only the payment stream can conflict: the same
-            # Idempotency-Key racing in through another account. The next attempt finds it.
-            if attempts >= 3:
-                raise
-            logger.info("payment stream taken meanwhile: %s", conflict)
+def _with_lock(store: EventStore, command: RequestPayment, attempts: int) -> PaymentAccepted:
+    with store.locked(account_stream(command.account_id)) as session:
+        return _attempt(session, command, attempts)
 
 
-def _optimistic(
-    store: EventStore, command: RequestPayment, deadline_seconds: float = 8.0
+def _retrying(
+    command: RequestPayment,
+    attempt: Callable[[int], PaymentAccepted],
+    deadline_seconds: float = 8.0,
 ) -> PaymentAccepted:
-    # Full jitter: sleep a random time up to an exponentially growing cap, so that the losers of
-    # one round do not collide again in lockstep in the next. The deadline stays under the
-    # function's timeout, so a request gives a clear answer rather than being killed.
+    """Run `attempt` until it appends or refuses, retrying on ConcurrencyConflict.
+
+    Optimistic writers conflict with each other all the time. Under the lock they conflict only
+    with writers that do not take it (the processor settling a payment on the same account) or
+    on the payment stream (the same Idempotency-Key racing in through another account; the next
+    attempt finds that payment). Full jitter: sleep a random time up to an exponentially growing
+    cap, so that the losers of one round do not collide again in lockstep. The deadline stays
+    under the function's timeout, so a request gets a clear answer rather than being killed.
+    """
     deadline = time.monotonic() + deadline_seconds
     attempts = 0
     while True:
         attempts += 1
         try:
-            return _attempt(store, command, attempts)
+            return attempt(attempts)
         except ConcurrencyConflict as conflict:
             if time.monotonic() >= deadline:
                 raise ReservationContended(
