@@ -126,7 +126,7 @@ def compute(
         "http_statuses": dict(statuses),
         "payments_accepted": len(payments),
         "payment_keys": len({o["idempotency_key"] for o in outcomes}),
-        "achieved_rate": len({o["idempotency_key"] for o in outcomes}) / duration_s,
+        "offered_rate": len({o["idempotency_key"] for o in outcomes}) / duration_s,
         "api_latency": percentiles(api).as_dict(),
         "api_latency_accepted": percentiles(from_values_ms(accepted_values)).as_dict(),
         "api_distribution": distribution(api),

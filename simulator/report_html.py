@@ -254,7 +254,7 @@ def render(run: dict[str, Any]) -> str:
     summary_rows = [
         ["payments planned", figures["payment_keys"]],
         ["sends (incl. duplicates)", figures["sends_planned"]],
-        ["achieved payment rate", f"{figures['achieved_rate']:.1f}/s"],
+        ["offered payment rate", f"{figures.get('offered_rate', 0):.1f}/s"],
         ["accepted payments", figures["payments_accepted"]],
         *[[f"answers: {k}", v] for k, v in counts.items()],
         ["late sends", f"{figures['late']} ({figures['late_share']:.2%})"],

@@ -61,7 +61,8 @@ def render(run: dict[str, Any]) -> str:
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(f["http_statuses"].items()))
     head = (
         f"scenario {run['scenario']}  run {run['run_id']}\n"
-        f"payments {f['payment_keys']} ({f['achieved_rate']:.1f}/s), sends {f['sends_planned']}: "
+        f"payments {f['payment_keys']} ({f.get('offered_rate', 0):.1f}/s offered), "
+        f"sends {f['sends_planned']}: "
         f"accepted {cats['accepted']}, over limit {cats['insufficient-funds']}, "
         f"duplicate in flight {cats['in-flight']}, errors {cats['error']}, "
         f"dropped {cats['dropped']}, late {f['late']}; notifications {f['notifications']}; "
