@@ -254,7 +254,10 @@ def render(run: dict[str, Any]) -> str:
     summary_rows = [
         ["payments planned", figures["payment_keys"]],
         ["sends (incl. duplicates)", figures["sends_planned"]],
-        ["offered payment rate", f"{figures.get('offered_rate', 0):.1f}/s"],
+        [
+            "offered payment rate",
+            f"{figures.get('offered_rate', figures.get('achieved_rate', 0)):.1f}/s",
+        ],
         ["accepted payments", figures["payments_accepted"]],
         *[[f"answers: {k}", v] for k, v in counts.items()],
         ["late sends", f"{figures['late']} ({figures['late_share']:.2%})"],

@@ -58,10 +58,11 @@ def slo_table(slos: list[dict[str, Any]]) -> str:
 def render(run: dict[str, Any]) -> str:
     f = run["figures"]
     cats = f["categories"]
+    rate = f.get("offered_rate", f.get("achieved_rate", 0))
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(f["http_statuses"].items()))
     head = (
         f"scenario {run['scenario']}  run {run['run_id']}\n"
-        f"payments {f['payment_keys']} ({f.get('offered_rate', 0):.1f}/s offered), "
+        f"payments {f['payment_keys']} ({rate:.1f}/s offered), "
         f"sends {f['sends_planned']}: "
         f"accepted {cats['accepted']}, over limit {cats['insufficient-funds']}, "
         f"duplicate in flight {cats['in-flight']}, errors {cats['error']}, "
