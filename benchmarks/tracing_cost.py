@@ -23,6 +23,7 @@ import asyncio
 import dataclasses
 import json
 import os
+import socket
 import statistics
 import sys
 import time
@@ -49,8 +50,12 @@ VARIANTS = {
 }
 
 
-async def start_gateway(extra_env: dict[str, str]) -> tuple[web.AppRunner, Runtime, str]:
+async def start_gateway(
+    extra_env: dict[str, str], daemon: str | None = None
+) -> tuple[web.AppRunner, Runtime, str]:
     config = settings()
+    if daemon is not None:
+        config = dataclasses.replace(config, xray_daemon_address=daemon)
     template = load_template(
         REPO_ROOT / "template.yaml", native_overrides(config), config.aws_region
     )
@@ -115,12 +120,23 @@ def summary(values: list[float]) -> dict[str, float]:
     }
 
 
-async def run(requests: int, rounds: int, warmup: int, progress=sys.stderr) -> dict:
+def blackhole() -> tuple[socket.socket, str]:
+    """A UDP port that nobody reads: segments sent there cost the sender only."""
+    sink = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sink.bind(("127.0.0.1", 0))
+    sink.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+    host, port = sink.getsockname()
+    return sink, f"{host}:{port}"
+
+
+async def run(
+    requests: int, rounds: int, warmup: int, progress=sys.stderr, daemon: str | None = None
+) -> dict:
     config = settings()
     key = os.environ.get("API_KEY") or stored_api_key(Layout(config.state_dir))
     if not key:
         raise SystemExit("no API key: start the stack (make up) or set API_KEY")
-    gateways = {name: await start_gateway(env) for name, env in VARIANTS.items()}
+    gateways = {name: await start_gateway(env, daemon) for name, env in VARIANTS.items()}
     samples: dict[str, dict[str, list[float]]] = {name: {} for name in VARIANTS}
     try:
         async with ClientSession(headers={"x-api-key": key}) as session:
@@ -193,10 +209,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--warmup", type=int, default=10)
     parser.add_argument("--json", type=Path, help="also write the figures here")
+    parser.add_argument(
+        "--blackhole",
+        action="store_true",
+        help="send segments to a UDP port nobody reads instead of the stack's daemon: the "
+        "function's own cost, without the daemon and moto working on the same CPUs",
+    )
     args = parser.parse_args(argv)
 
     report = quiet_functions()
-    result = asyncio.run(run(args.requests, args.rounds, args.warmup, report))
+    sink, address = blackhole() if args.blackhole else (None, None)
+    result = asyncio.run(run(args.requests, args.rounds, args.warmup, report, address))
+    if sink is not None:
+        sink.close()
     print(render(result), file=report, flush=True)
     if args.json:
         args.json.write_text(json.dumps(result, indent=2))
