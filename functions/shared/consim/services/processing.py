@@ -38,6 +38,7 @@ from consim.config import Settings, settings
 from consim.domain.account import Account, account_stream
 from consim.domain.errors import PaymentNotFound
 from consim.domain.payment import AUTHORIZED, DECLINED, FAILED, Payment, payment_stream
+from consim.services.payments import LOCK, reservation_strategy
 
 logger = logging.getLogger(__name__)
 
@@ -266,6 +267,7 @@ def process_payment(
     payment_id: str,
     metadata: dict[str, Any] | None = None,
     max_conflicts: int = 20,
+    strategy: str | None = None,
 ) -> Processed:
     """Settle a requested payment and record the outcome; a final payment is left alone."""
     payment = _load_payment(store, payment_id)
@@ -277,7 +279,9 @@ def process_payment(
     except ProviderRejected as error:
         # The provider refuses the request as such: no retry or other instance will change it.
         outcome = Outcome(FAILED, provider=error.provider, reason="rejected_by_provider")
-    recorded = record_outcome(store, payment_id, outcome, metadata, max_conflicts)
+    recorded = record_outcome(
+        store, payment_id, outcome, metadata, max_conflicts, strategy=strategy
+    )
     return Processed(payment_id, outcome.status, outcome, recorded)
 
 
@@ -288,63 +292,88 @@ def record_outcome(
     metadata: dict[str, Any] | None = None,
     max_conflicts: int = 20,
     sleep: Callable[[float], None] = time.sleep,
+    strategy: str | None = None,
 ) -> list[RecordedEvent]:
     """Append the final status to the payment and capture or release its hold on the account,
     in one transaction on both streams.
 
     Both appends carry the version each stream had when read. The payment stream conflicts only
     with another delivery of the same record; the account stream is the hot one, extended by
-    every payment of the account (reservations from the API, other outcomes from here), so a
-    conflict there is routine: read both again and retry. A re-read that finds the payment
-    already final ends it: whoever won recorded the same provider decision.
+    every payment of the account (reservations from the API, other outcomes from here).
+
+    The account is written the way the API writes it (RESERVATION_STRATEGY). Under `lock` the
+    API's reservations queue on the account's advisory lock; an outcome appended beside that
+    queue would slip in between a holder's read and its append and make the holder retry. So
+    here too the lock is taken, then both streams are read, the outcome decided and appended in
+    that transaction: the outcome waits its turn like a reservation, and neither side retries.
+    Under `optimistic` nobody locks: read, decide, append, and on conflict read both again.
+
+    The conflict retry stays under the lock as a safety net for writers that skip it (an API
+    still running the other strategy during a change). A read that finds the payment already
+    final ends it: whoever won recorded the same provider decision, so re-delivery is harmless.
     """
+    strategy = strategy or reservation_strategy()
+    account_id = _load_payment(store, payment_id).account_id  # never changes: lock by it
     for conflict in range(max_conflicts + 1):
-        payment = _load_payment(store, payment_id)
-        if payment.is_final:
-            if payment.status != outcome.status:
-                logger.error(
-                    "payment already final with another status",
-                    extra={
-                        "payment_id": payment_id,
-                        "recorded": payment.status,
-                        "outcome": outcome.status,
-                    },
-                )
-            return []
-        account = Account.fold(
-            payment.account_id,
-            (e.event for e in store.read_stream(account_stream(payment.account_id))),
-        )
-        if outcome.status == AUTHORIZED:
-            payment_events = payment.authorize(
-                outcome.provider or "", outcome.provider_ref or "", outcome.fee
-            )
-            account_events = account.capture(payment_id)
-        elif outcome.status == DECLINED:
-            payment_events = payment.decline(outcome.provider or "", outcome.reason or "declined")
-            account_events = account.release(payment_id, f"declined: {outcome.reason}")
-        else:
-            payment_events = payment.fail(outcome.reason or "failed")
-            account_events = account.release(payment_id, f"failed: {outcome.reason}")
         try:
-            return store.append_streams(
-                [
-                    StreamWrite(payment_stream(payment_id), payment.version, payment_events),
-                    StreamWrite(
-                        account_stream(payment.account_id), account.version, account_events
-                    ),
-                ],
-                metadata,
-            )
+            if strategy == LOCK:
+                with store.locked(account_stream(account_id)) as session:
+                    return _decide_and_append(session, payment_id, outcome, metadata)
+            return _decide_and_append(store, payment_id, outcome, metadata)
         except ConcurrencyConflict as error:
             if conflict == max_conflicts:
                 raise
             logger.info(
                 "append conflict, retrying",
-                extra={"payment_id": payment_id, "stream": error.stream_id, "retry": conflict + 1},
+                extra={
+                    "payment_id": payment_id,
+                    "stream": error.stream_id,
+                    "retry": conflict + 1,
+                    "strategy": strategy,
+                },
             )
             sleep(random.uniform(0, min(0.05, 0.002 * 2**conflict)))
     raise AssertionError("unreachable")
+
+
+def _decide_and_append(
+    store: EventStore, payment_id: str, outcome: Outcome, metadata: dict[str, Any] | None
+) -> list[RecordedEvent]:
+    """One read-decide-append round on both streams (inside the lock's transaction or not)."""
+    payment = _load_payment(store, payment_id)
+    if payment.is_final:
+        if payment.status != outcome.status:
+            logger.error(
+                "payment already final with another status",
+                extra={
+                    "payment_id": payment_id,
+                    "recorded": payment.status,
+                    "outcome": outcome.status,
+                },
+            )
+        return []
+    account = Account.fold(
+        payment.account_id,
+        (e.event for e in store.read_stream(account_stream(payment.account_id))),
+    )
+    if outcome.status == AUTHORIZED:
+        payment_events = payment.authorize(
+            outcome.provider or "", outcome.provider_ref or "", outcome.fee
+        )
+        account_events = account.capture(payment_id)
+    elif outcome.status == DECLINED:
+        payment_events = payment.decline(outcome.provider or "", outcome.reason or "declined")
+        account_events = account.release(payment_id, f"declined: {outcome.reason}")
+    else:
+        payment_events = payment.fail(outcome.reason or "failed")
+        account_events = account.release(payment_id, f"failed: {outcome.reason}")
+    return store.append_streams(
+        [
+            StreamWrite(payment_stream(payment_id), payment.version, payment_events),
+            StreamWrite(account_stream(payment.account_id), account.version, account_events),
+        ],
+        metadata,
+    )
 
 
 def _load_payment(store: EventStore, payment_id: str) -> Payment:
