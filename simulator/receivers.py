@@ -146,6 +146,16 @@ class _Inbox:
             self.refused.append((channel, reason))
             self._lock.notify_all()
 
+    def since(self, count: int) -> list[Received]:
+        """The messages accepted after the first `count`."""
+        with self._lock:
+            return self.messages[count:]
+
+    def take_refusals(self) -> list[tuple[str, str]]:
+        with self._lock:
+            taken, self.refused = self.refused, []
+            return taken
+
     def of(self, channel: str) -> list[Received]:
         with self._lock:
             return [m for m in self.messages if m.channel == channel]
@@ -376,3 +386,94 @@ def serve_webhook_receiver() -> Iterator[WebhookReceiver]:
     receiver = WebhookReceiver(f"http://127.0.0.1:{port}")
     with BackgroundServer(receiver.app(), port):
         yield receiver
+
+
+# -- `python -m simulator.receivers`: watch a payment's notifications arrive, by hand -----------
+
+
+def _subscribe(api: Any, target: dict[str, str], push: PushService, hooks: WebhookReceiver):
+    browser = push.new_subscription()
+    pushed = api.post(
+        "/subscriptions", json={"kind": "webpush", **target, "subscription": browser.subscription()}
+    )
+    pushed.raise_for_status()
+    channel = hooks.new_channel()
+    hooked = api.post(
+        "/subscriptions", json={"kind": "webhook", **target, "url": hooks.url(channel)}
+    )
+    hooked.raise_for_status()
+    hooks.trust(channel, hooked.json()["secret"])
+    return [pushed.json()["id"], hooked.json()["id"]]
+
+
+def _line(kind: str, message: Received) -> str:
+    body = message.body
+    return (
+        f"{time.strftime('%H:%M:%S')}  {kind:<8} {body.get('status', '?'):<10} "
+        f"payment {body.get('payment_id')}  {body.get('amount')} {body.get('currency')}"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Subscribe a local push service and a local webhook receiver through the API, then print
+    every notification as it arrives (decrypted and VAPID-checked, or signature-verified)."""
+    import argparse
+    import os
+
+    import requests
+
+    parser = argparse.ArgumentParser(prog="python -m simulator.receivers", description=main.__doc__)
+    which = parser.add_mutually_exclusive_group(required=True)
+    which.add_argument("--account-id")
+    which.add_argument("--payment-id")
+    parser.add_argument("--api-url", default=os.environ.get("API_URL", "http://127.0.0.1:3000"))
+    parser.add_argument("--api-key", default=os.environ.get("API_KEY"))
+    parser.add_argument("--count", type=int, default=0, help="stop after this many messages")
+    parser.add_argument("--timeout", type=float, default=0, help="stop after this many seconds")
+    args = parser.parse_args(argv)
+    if not args.api_key:
+        parser.error("--api-key or API_KEY is required")
+
+    api = requests.Session()
+    api.headers["x-api-key"] = args.api_key
+    api.request = _prefixed(api.request, args.api_url.rstrip("/"))  # type: ignore[method-assign]
+    vapid_key = api.get("/vapid-public-key").json()["public_key"]
+    target = {"account_id": args.account_id} if args.account_id else {"payment_id": args.payment_id}
+
+    with serve_push_service(vapid_key) as push, serve_webhook_receiver() as hooks:
+        subscriptions = _subscribe(api, target, push, hooks)
+        print(f"listening: web push at {push.origin}, webhooks at {hooks.origin}", flush=True)
+        shown = {"webpush": 0, "webhook": 0}
+        started = time.monotonic()
+        try:
+            while True:
+                for kind, inbox in (("webpush", push.inbox), ("webhook", hooks.inbox)):
+                    fresh = inbox.since(shown[kind])
+                    for message in fresh:
+                        print(_line(kind, message), flush=True)
+                    shown[kind] += len(fresh)
+                    for channel, reason in inbox.take_refusals():
+                        print(f"refused on {channel}: {reason}", flush=True)
+                if args.count and sum(shown.values()) >= args.count:
+                    break
+                if args.timeout and time.monotonic() - started > args.timeout:
+                    break
+                time.sleep(0.1)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            for subscription_id in subscriptions:
+                api.delete(f"/subscriptions/{subscription_id}")
+    return 0
+
+
+def _prefixed(request: Callable[..., Any], base: str) -> Callable[..., Any]:
+    def call(method: str, url: str, *args: Any, **kwargs: Any) -> Any:
+        kwargs.setdefault("timeout", 30)
+        return request(method, base + url if url.startswith("/") else url, *args, **kwargs)
+
+    return call
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

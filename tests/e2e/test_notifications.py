@@ -202,3 +202,46 @@ def test_the_notifier_killed_mid_batch_still_notifies_each_status_once(api, vapi
         assert by_payment(push.inbox, browser)[payment["id"]] == ["pending", "authorized"]
         assert by_payment(hooks.inbox, channel)[payment["id"]] == ["pending", "authorized"]
         assert push.inbox.arrivals[browser] == 3  # the held one, never accepted, then two
+
+
+def test_a_payment_made_like_curl_is_shown_by_the_listening_receivers(api):
+    """`python -m simulator.receivers` subscribes both kinds and prints what arrives."""
+    import subprocess
+    import sys
+
+    account = api.open_account()
+    listener = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "simulator.receivers",
+            "--account-id",
+            account,
+            "--api-url",
+            api.url,
+            "--count",
+            "4",
+            "--timeout",
+            "120",
+        ],
+        cwd=REPO_ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert listener.stdout.readline().startswith("listening:")  # subscribed by now
+        payment = api.pay(account)
+        out, err = listener.communicate(timeout=180)
+    finally:
+        listener.kill()
+
+    lines = [line.split() for line in out.splitlines()]
+    shown = sorted((words[1], words[2]) for words in lines if payment["id"] in words)
+    assert shown == [
+        ("webhook", "authorized"),
+        ("webhook", "pending"),
+        ("webpush", "authorized"),
+        ("webpush", "pending"),
+    ], out + err
+    assert "refused" not in out
