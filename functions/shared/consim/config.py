@@ -109,6 +109,18 @@ class Settings:
         default_factory=lambda: _env_int("PROVIDER_HEALTH_TTL_MS", 5000)
     )
     provider_slow_ms: int = field(default_factory=lambda: _env_int("PROVIDER_SLOW_MS", 500))
+    # The relay's sweeper of payments left pending (consim.services.redrive): a payment still
+    # only requested after pending_redrive_after_s is published again to the processor, at most
+    # once per pending_redrive_interval_s, at most pending_redrive_batch per tick.
+    pending_redrive_after_s: float = field(
+        default_factory=lambda: _env_float("PENDING_REDRIVE_AFTER_S", 30.0)
+    )
+    pending_redrive_interval_s: float = field(
+        default_factory=lambda: _env_float("PENDING_REDRIVE_INTERVAL_S", 60.0)
+    )
+    pending_redrive_batch: int = field(
+        default_factory=lambda: _env_int("PENDING_REDRIVE_BATCH", 100)
+    )
 
     table_prefix: str = field(default_factory=lambda: _env("TABLE_PREFIX", "consim-"))
 
