@@ -104,6 +104,7 @@ def native_overrides(settings: Settings) -> dict[str, str]:
         "PaymentEventsTopic": settings.payment_events_topic,
         "DeadLetterTopic": settings.dead_letter_topic,
         "RelaySchedule": "rate(5 seconds)",
+        "TablePrefix": settings.table_prefix,
     }
 
 

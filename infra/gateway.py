@@ -39,5 +39,9 @@ class Emulator(Service):
 
     def launch(self) -> None:
         env = {**os.environ, **stack_env(self.config, self.layout), "PYTHONUNBUFFERED": "1"}
+        # One warm worker per function from the start: a cold start costs seconds on two cores,
+        # and the first payments of a demo or a test should not pay it (EMULATOR_PREWARM=0 to
+        # see cold starts as Lambda users do).
+        env.setdefault("EMULATOR_PREWARM", "1")
         argv = [sys.executable, "-m", "emulator", "serve"]
         processes.spawn(argv, self.pid_file, self.log_file, env=env, cwd=REPO_ROOT)
