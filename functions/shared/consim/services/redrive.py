@@ -23,8 +23,9 @@ payment before it calls one failed), decides. The sweeper just keeps asking it t
 The interval is tracked in the `redrives` table (payment id, first and last re-drive, count);
 its row is written in the transaction that found the payment, after Kafka acknowledged the
 record, so a failed publish leaves the payment due at the next tick. A transaction-scoped
-advisory lock lets one sweeper work at a time (the relay runs with a concurrency of one, but a
-manual run or an overlapping tick must not publish everything twice).
+advisory lock lets one sweeper work at a time, the next one waiting for it and then finding its
+marks (the relay runs with a concurrency of one, but a manual run or an overlapping tick must
+not publish everything twice).
 """
 
 from __future__ import annotations
@@ -45,6 +46,7 @@ logger = logging.getLogger(__name__)
 
 PAYMENTS_REDRIVEN = "PaymentsRedriven"
 SWEEPER_LOCK = "consim-redrive-sweeper"
+STUCK_AFTER = 10  # re-drives after which each further one is logged as an error
 
 # The final event of a payment is its version 2, so "pending" is a PaymentRequested with no
 # later version on its stream (an index probe on UNIQUE (stream_id, version)). A request that
@@ -112,16 +114,14 @@ class PendingSweeper:
         """Publish every due pending payment's PaymentRequested again; return what was re-driven.
 
         `now` stands in for the database clock (tests); `payment_ids` limits the sweep to those
-        payments (tests, or an operator re-driving by hand). Returns [] while another sweeper
-        holds the lock.
+        payments (tests, or an operator re-driving by hand). Waits for a sweeper already
+        running, then sees what it marked.
         """
         with self._pool.connection() as conn, conn.transaction():
-            locked = conn.execute(
-                "SELECT pg_try_advisory_xact_lock(hashtextextended(%s, 0)) AS ok", [SWEEPER_LOCK]
-            ).fetchone()["ok"]
-            if not locked:
-                logger.info("another sweeper is running, skipping this tick")
-                return []
+            # Waiting (not skipping) keeps a test's or an operator's sweep from coming back empty
+            # because the scheduled one was busy; the wait is bounded by the other's publish.
+            conn.execute("SET LOCAL lock_timeout = '10s'")
+            conn.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s, 0))", [SWEEPER_LOCK])
             clock = conn.execute(
                 "SELECT coalesce(%s::timestamptz, now()) AS now", [now]
             ).fetchone()["now"]
@@ -154,7 +154,10 @@ class PendingSweeper:
 
         for item in redriven:
             obs.count(PAYMENTS_REDRIVEN)
-            obs.logger.warning(
+            # Re-driven again and again, a payment needs a person: an instance down for good, a
+            # record the processor cannot handle. It stays pending (see the module doc), loudly.
+            log = obs.logger.error if item.count >= STUCK_AFTER else obs.logger.warning
+            log(
                 "pending payment re-driven",
                 extra={
                     "payment_id": item.payment_id,
