@@ -21,6 +21,11 @@ from consim.adapters.envelope import TRACE_HEADER, from_envelope
 from consim.adapters.event_store import EventStore
 from consim.adapters.kafka_publisher import KafkaEventPublisher
 from consim.adapters.postgres_event_store import PostgresEventStore
+from consim.adapters.provider_attempts import (
+    InMemoryProviderAttempts,
+    PostgresProviderAttempts,
+    ProviderAttempts,
+)
 from consim.adapters.provider_client import (
     DEFAULT,
     FALLBACK,
@@ -60,6 +65,7 @@ def wire(
     store: EventStore | None = None,
     client: PaymentProvider | None = None,
     instances: tuple[str, ...] = (DEFAULT, FALLBACK),
+    intents: ProviderAttempts | None = None,
 ) -> Wiring:
     """Build (once per execution environment) what the handler needs; tests pass their own."""
     global _wiring
@@ -70,7 +76,14 @@ def wire(
         store = PostgresEventStore.from_url(config.database_url, publisher)
     client = client or HttpPaymentProvider()
     router = ProviderRouter(client, policy, instances=instances)
-    _wiring = Wiring(store, client, Settler(client, router, policy), policy)
+    if intents is None:
+        # The intent log lives beside the events, on the store's pool.
+        intents = (
+            PostgresProviderAttempts(store.pool)
+            if isinstance(store, PostgresEventStore)
+            else InMemoryProviderAttempts()
+        )
+    _wiring = Wiring(store, client, Settler(client, router, policy, intents=intents), policy)
     return _wiring
 
 

@@ -11,6 +11,9 @@ Two instances of the provider exist, `default` (cheaper) and `fallback`. The rul
 - When every instance is exhausted, ask each for the payment before calling it failed: a charge
   we do not record would break "no charge without a record". If an instance cannot say, the
   outcome is unknown and the caller retries later rather than guess.
+- Before each charge request, the instance is written to an intent log (`ProviderAttempts`);
+  a later delivery of the same payment asks the instances logged there for the payment before
+  charging anywhere, so what an earlier delivery charged and never recorded is found, not doubled.
 """
 
 from __future__ import annotations
@@ -24,6 +27,7 @@ from dataclasses import dataclass, field, replace
 from typing import Any
 
 from consim.adapters.event_store import ConcurrencyConflict, EventStore, RecordedEvent, StreamWrite
+from consim.adapters.provider_attempts import InMemoryProviderAttempts, ProviderAttempts
 from consim.adapters.provider_client import (
     DEFAULT,
     FALLBACK,
@@ -179,6 +183,9 @@ class Settler:
     policy: RetryPolicy = field(default_factory=RetryPolicy)
     sleep: Callable[[float], None] = time.sleep
     rng: random.Random = field(default_factory=random.Random)
+    # The intent log; the processor wires the Postgres one. The in-memory default only covers
+    # deliveries within one process (unit tests, a Settler built by hand).
+    intents: ProviderAttempts = field(default_factory=InMemoryProviderAttempts)
 
     def settle(self, payment_id: str, amount: int, currency: str) -> Outcome:
         started = time.perf_counter()
@@ -186,11 +193,22 @@ class Settler:
         return replace(outcome, elapsed_ms=(time.perf_counter() - started) * 1000)
 
     def _settle(self, payment_id: str, amount: int, currency: str) -> Outcome:
-        # TODO(reconciliation): a delivery that charged the fallback and died before recording,
-        # redelivered once the default is healthy again, charges the default too: nothing
-        # tells this delivery about the earlier one. Closing it needs the instance chosen
-        # recorded before the call (an event the contract does not have yet) or a status
-        # lookup at every instance before every charge (a request more per payment).
+        # The intent log: an earlier delivery of this payment may have charged an instance and
+        # died before recording it (then Kafka or the relay's sweeper delivers it again). Each
+        # charge request is logged before it is sent (`_try`), so the instances named here are
+        # the only ones that can hold such a charge; each is asked first, and a charge found is
+        # the outcome: no other instance is charged. Without this, a payment the fallback charged
+        # while the default was failing would be charged again at the default once it recovered.
+        # A payment never submitted costs this one SELECT and no lookup.
+        for name in self.intents.submitted(payment_id):
+            found = self._status(name, payment_id)  # cannot say: OutcomeUnknown, retried later
+            if found is not None:
+                logger.info(
+                    "charge from an earlier delivery found",
+                    extra={"payment_id": payment_id, "provider": name},
+                )
+                return Outcome.of(found, 0, reconciled=True)
+
         attempts = 0
         for name in self.router.order():
             charge, uncertain, used = self._try(name, payment_id, amount, currency)
@@ -219,6 +237,10 @@ class Settler:
         for attempt in range(self.policy.attempts):
             if attempt:
                 self.sleep(self.policy.backoff(attempt, self.rng))
+            # Logged, and committed, before the request leaves: a process that dies after
+            # sending it (charged or not, we cannot tell) must leave the instance on record for
+            # the next delivery. Logging after the call would leave exactly that case unseen.
+            self.intents.record(payment_id, name)
             try:
                 charge = self.client.charge(name, payment_id, amount, currency)
             except ProviderRejected:
@@ -244,9 +266,10 @@ class Settler:
         return None, uncertain, self.policy.attempts
 
     def _status(self, name: str, payment_id: str) -> Charge | None:
-        # TODO(reconciliation): an instance unreachable for good keeps its payments pending
-        # (the record is retried until the event source gives up and dead-letters it); a
-        # reconciliation job that settles dead-lettered payments later is not written.
+        # An instance that cannot answer keeps the payment pending only until it answers again:
+        # the record is handed back, and once the event source gives up on it (dead letter) the
+        # relay's sweeper (services/redrive.py) re-drives pending payments, so a later delivery
+        # asks again.
         try:
             return self.client.status(name, payment_id)
         except ProviderError as error:
