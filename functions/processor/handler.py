@@ -88,14 +88,16 @@ def wire(
 
 
 def _worst_case_ms(policy: RetryPolicy) -> int:
-    """Every attempt at both instances timing out, with their backoff, then the status checks."""
+    """Every attempt at both instances timing out, with their backoff, then the status checks
+    (at most three per instance: from the intent log before charging, after an uncertain error,
+    and once every instance is exhausted)."""
     timeout_ms = settings().provider_timeout_ms
     backoff_s = sum(
         min(policy.backoff_cap_s, policy.backoff_s * 2 ** (retry - 1))
         for retry in range(1, policy.attempts)
     )
     per_instance_ms = policy.attempts * timeout_ms + backoff_s * 1000
-    statuses_ms = 3 * (timeout_ms + policy.status_grace_s * 1000)
+    statuses_ms = 6 * (timeout_ms + policy.status_grace_s * 1000)
     return int(2 * per_instance_ms + statuses_ms)
 
 
