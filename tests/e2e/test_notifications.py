@@ -16,9 +16,9 @@ import pytest
 import requests
 from consim.adapters.subscriptions import SubscriptionStore
 from consim.config import REPO_ROOT, settings
+from support.notifications import push_service, webhook_receiver
 
 from simulator.receivers import Behaviour
-from tests.support.notifications import push_service, webhook_receiver
 
 pytestmark = pytest.mark.e2e
 

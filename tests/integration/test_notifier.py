@@ -30,10 +30,10 @@ from consim.domain.notifications import (
     Target,
 )
 from kafka import KafkaConsumer, TopicPartition
+from support.notifications import kafka_event, push_service, webhook_receiver
+from support.run_notifier import LambdaContext, load_handler
 
 from simulator.receivers import Behaviour
-from tests.support.notifications import kafka_event, push_service, webhook_receiver
-from tests.support.run_notifier import LambdaContext, load_handler
 
 pytestmark = pytest.mark.integration
 

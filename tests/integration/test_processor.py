@@ -13,15 +13,16 @@ from collections import Counter
 
 import pytest
 from consim.adapters.envelope import to_envelope
-from consim.adapters.event_store import EventPublisher, RecordedEvent, StreamWrite
-from consim.adapters.postgres_event_store import PostgresEventStore, open_pool
+from consim.adapters.event_store import RecordedEvent, StreamWrite
 from consim.adapters.postgres_event_store import _insert as insert_events
+from consim.adapters.postgres_event_store import open_pool
 from consim.adapters.provider_client import HttpPaymentProvider
 from consim.config import REPO_ROOT
 from consim.domain.account import Account, account_stream
 from consim.domain.payment import Payment, payment_stream
 from consim.services.processing import process_payment
 from support.postgres import migrated_url as event_store_url
+from support.postgres import unpublished_store
 from support.provider import (
     DEFAULT,
     FALLBACK,
@@ -79,20 +80,12 @@ def store(pool, providers, base_url, processor, monkeypatch):
     monkeypatch.setenv("PROVIDER_ATTEMPTS", "2")
     monkeypatch.setenv("PROVIDER_BACKOFF_MS", "10")
     monkeypatch.setenv("PROVIDER_HEALTH_TTL_MS", "0")
-    store = PostgresEventStore(pool, Unpublished())
+    store = unpublished_store(pool)
     client = HttpPaymentProvider(base_url=base_url)
     processor.wire(store=store, client=client, instances=(DEFAULT, FALLBACK))
     yield store
     for name, module in providers.items():
         reset(module, name)
-
-
-class Unpublished(EventPublisher):
-    """Keeps what the tests append off Kafka, as if published: the stack under test runs a live
-    relay and processor on this database, which must not settle these tests' payments."""
-
-    def publish(self, events):
-        return [event.position for event in events]
 
 
 def append_unpublished(store, writes, metadata=None):

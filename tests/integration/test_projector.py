@@ -18,7 +18,7 @@ from consim.domain.payment import Payment, payment_stream
 from consim.services import accounts, bootstrap, payments
 from consim.services.projection import rebuild
 from support.api import LambdaContext, api_module
-from support.postgres import migrated_url
+from support.postgres import migrated_url, unpublished_store
 
 pytestmark = pytest.mark.integration
 
@@ -111,7 +111,7 @@ def without_none(item: dict) -> dict:
 
 
 def test_shuffled_and_duplicated_records_give_the_fold(projector) -> None:
-    store = bootstrap.event_store()
+    store = unpublished_store(bootstrap.event_store().pool)
     account_id, payment_ids = make_history(store, "client-proj")
     events = store.read_stream(account_stream(account_id)) + [
         e for p in payment_ids for e in store.read_stream(payment_stream(p))
@@ -134,7 +134,7 @@ def test_shuffled_and_duplicated_records_give_the_fold(projector) -> None:
 
 
 def test_rebuild_restores_deleted_read_models(projector) -> None:
-    store = bootstrap.event_store()
+    store = unpublished_store(bootstrap.event_store().pool)
     account_id, payment_ids = make_history(store, "client-rebuild")
     models = ReadModels()
     written = rebuild(store, models)

@@ -3,19 +3,17 @@
 from __future__ import annotations
 
 import base64
-import importlib.util
 import json
-import sys
 import uuid
-from pathlib import Path
 
 import pytest
 from consim.adapters.subscriptions import SubscriptionStore
 from consim.config import REPO_ROOT, settings
 from consim.domain.notifications import Target
+from support.api import api_module
+from support.notifications import register_client
 
 from simulator.receivers import PushService
-from tests.support.notifications import register_client
 
 pytestmark = pytest.mark.integration
 
@@ -23,18 +21,9 @@ API_DIR = REPO_ROOT / "functions" / "api"
 
 
 def api_app():
-    """The API's Chalice app, whatever other tests put on the path (functions/provider has an
-    app.py too). It is loaded once: its blueprints follow the app that registered them last."""
-    module = sys.modules.get("app")
-    if module is None or Path(module.__file__).resolve().parent != API_DIR:
-        if str(API_DIR) in sys.path:
-            sys.path.remove(str(API_DIR))
-        sys.path.insert(0, str(API_DIR))
-        spec = importlib.util.spec_from_file_location("app", API_DIR / "app.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules["app"] = module
-        spec.loader.exec_module(module)
-    return module.app
+    """The API's Chalice app, loaded once for every test module (a second load would register
+    the same blueprint on a second app, which Chalice refuses as duplicate routes)."""
+    return api_module().app
 
 
 @pytest.fixture(scope="module")

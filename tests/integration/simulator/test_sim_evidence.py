@@ -13,9 +13,9 @@ from dataclasses import replace
 import psycopg
 import pytest
 from consim.config import settings
+from support.postgres import migrated_url
 
 from simulator.evidence import EventStoreReader, ReadModelReader, TopicReader, kafka_event_ids
-from tests.support.postgres import migrated_url
 
 pytestmark = pytest.mark.integration
 
