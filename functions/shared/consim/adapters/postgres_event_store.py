@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -33,6 +34,11 @@ from .event_store import (
 logger = logging.getLogger(__name__)
 
 EVENT_COLUMNS = "position, stream_id, version, event_id, type, data, metadata, recorded_at"
+
+# After a failed fast-path publish, appends skip the fast path this long: with the broker down
+# every publish waits out the producer's timeout (5 s), and a request holding a function worker
+# that long makes the API queue and throttle. The outbox rows stay for the relay either way.
+FAST_PATH_PAUSE_S = 10.0
 
 
 def open_pool(url: str, min_size: int = 1, max_size: int = 4) -> ConnectionPool:
@@ -100,9 +106,16 @@ class _Session(EventStore):
 
 
 class PostgresEventStore(EventStore):
-    def __init__(self, pool: ConnectionPool, publisher: EventPublisher | None = None) -> None:
+    def __init__(
+        self,
+        pool: ConnectionPool,
+        publisher: EventPublisher | None = None,
+        clock: Any = time.monotonic,
+    ) -> None:
         self.pool = pool
         self._publisher = publisher
+        self._clock = clock
+        self._fast_path_paused_until = 0.0
 
     @classmethod
     def from_url(
@@ -144,14 +157,22 @@ class PostgresEventStore(EventStore):
     def _publish_committed(self, recorded: list[RecordedEvent]) -> None:
         if not self._publisher or not recorded:
             return
+        if self._clock() < self._fast_path_paused_until:
+            return  # the broker failed us lately: the relay publishes these from the outbox
         try:
             published = self._publisher.publish(recorded)
         except Exception:
             # The outbox rows are committed: the relay publishes them after its grace period.
+            self._fast_path_paused_until = self._clock() + FAST_PATH_PAUSE_S
             logger.exception(
-                "fast-path publish failed; the relay will publish %d events", len(recorded)
+                "fast-path publish failed; the relay will publish %d events, fast path paused"
+                " for %.0f s",
+                len(recorded),
+                FAST_PATH_PAUSE_S,
             )
             return
+        if len(published) < len(recorded):
+            self._fast_path_paused_until = self._clock() + FAST_PATH_PAUSE_S
         try:
             delete_outbox_rows(self.pool, published)
         except psycopg.Error:
