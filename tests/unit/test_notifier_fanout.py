@@ -434,3 +434,93 @@ def test_refusals_do_not_open_the_circuit():
         notifier.deliver([note(f"e{i}", "pending", payment_id=f"p-{i}")], soon())
 
     assert len(sender.sent) == 3
+
+
+# -- the same event several times in one batch -------------------------------------------------
+# After a Kafka outage one event can sit on the topic several times (the outbox's fast path and
+# the relay both published it, or the relay's sweeper re-drove a pending PaymentRequested). The
+# delivered set is read once per batch, so it cannot tell the copies of one batch apart.
+
+
+def test_an_event_repeated_within_a_batch_is_delivered_once_per_subscription():
+    directory = Directory(hook("h", ACCOUNT), push("w", PAYMENT))
+    sender = Recorder()
+    event = kafka_event(
+        envelope("e1", "PaymentRequested", amount=500, currency="EUR"),
+        envelope("e1", "PaymentRequested", amount=500, currency="EUR"),
+        envelope("e2", "PaymentAuthorized", provider="default"),
+        envelope("e1", "PaymentRequested", amount=500, currency="EUR"),
+    )
+
+    notes = notifications_of(kafka_records(event), lambda payment_id: (999, "USD"))
+    report = fanout(directory, sender, DeadLetters()).deliver(notes, soon())
+
+    # One of each, and the first copy's place decides the order: pending before the outcome.
+    assert [b["event_id"] for b in sender.to("https://hooks.example/h")] == ["e1", "e2"]
+    assert [b["event_id"] for b in sender.to("https://push.example/w")] == ["e1", "e2"]
+    assert len(sender.sent) == 4
+    assert report.delivered == 4
+    assert set(directory.delivered) == {("h", "e1"), ("h", "e2"), ("w", "e1"), ("w", "e2")}
+
+
+def test_repeated_notifications_handed_to_the_fanout_go_out_once():
+    directory = Directory(hook("h", ACCOUNT))
+    sender = Recorder()
+    batch = [note("e1", "pending"), note("e1", "pending"), note("e2", "declined")]
+    batch.append(note("e1", "pending"))
+
+    report = fanout(directory, sender, DeadLetters()).deliver(batch, soon())
+
+    assert [b["event_id"] for b in sender.to("https://hooks.example/h")] == ["e1", "e2"]
+    assert (report.delivered, report.duplicates) == (2, 0)
+
+
+def test_a_copy_in_a_later_batch_finds_the_mark_of_the_first_and_is_skipped():
+    directory = Directory(hook("h", ACCOUNT))
+    sender = Recorder()
+    notifier = fanout(directory, sender, DeadLetters())
+    notifier.deliver([note("e1", "pending"), note("e1", "pending")], soon())
+
+    report = notifier.deliver([note("e1", "pending"), note("e2", "authorized")], soon())
+
+    assert [b["event_id"] for b in sender.to("https://hooks.example/h")] == ["e1", "e2"]
+    assert (report.delivered, report.duplicates) == (1, 1)
+
+
+def test_the_delivered_set_in_dynamodb_answers_a_mark_in_the_next_read(monkeypatch):
+    """The adapter's side of the later-batch case: `mark_delivered` (a put, synchronous within
+    the batch) is seen by the next batch's `delivered_among` (a consistent BatchGetItem)."""
+    import boto3
+    from consim.adapters.subscriptions import SubscriptionStore
+    from consim.config import Settings
+    from moto import mock_aws
+
+    for name, value in {
+        "AWS_ACCESS_KEY_ID": "testing",
+        "AWS_SECRET_ACCESS_KEY": "testing",
+        "AWS_DEFAULT_REGION": "eu-west-1",
+    }.items():
+        monkeypatch.setenv(name, value)
+    settings = Settings()
+    with mock_aws():
+        client = boto3.client("dynamodb", region_name="eu-west-1")
+        client.create_table(
+            TableName=settings.table("deliveries"),
+            BillingMode="PAY_PER_REQUEST",
+            AttributeDefinitions=[
+                {"AttributeName": "subscription_id", "AttributeType": "S"},
+                {"AttributeName": "event_id", "AttributeType": "S"},
+            ],
+            KeySchema=[
+                {"AttributeName": "subscription_id", "KeyType": "HASH"},
+                {"AttributeName": "event_id", "KeyType": "RANGE"},
+            ],
+        )
+        store = SubscriptionStore(settings, client=client)
+        asked = [("h", "e1"), ("h", "e2"), ("w", "e1")]
+        assert store.delivered_among(asked) == set()
+
+        assert store.mark_delivered("h", "e1", 204) is True
+        assert store.mark_delivered("h", "e1", 204) is False  # a second mark is refused
+
+        assert store.delivered_among(asked) == {("h", "e1")}

@@ -18,15 +18,26 @@ PaymentFacts = Callable[[str], tuple[int, str]]
 def notifications_of(records: Iterable[KafkaRecord], facts: PaymentFacts) -> list[Notification]:
     """One notification per status-changing event, in record order; other events are skipped.
 
+    An event can be on the topic more than once (the outbox's fast path and the relay both
+    published it, or the relay's sweeper re-drove it); only its first record in the batch counts,
+    so a repeated `pending` cannot follow the outcome. Copies in later batches are the delivered
+    set's business.
+
     The final events do not repeat the amount: it comes from the `PaymentRequested` earlier in
     the batch when there is one, or else from the payment's stream (`facts`).
     """
     notifications: list[Notification] = []
     known: dict[str, tuple[int, str]] = {}
+    seen: set[str] = set()
+    repeated = 0
     for record in records:
         envelope = record.envelope
         if status_of(envelope.get("type", "")) is None:
             continue
+        if envelope["event_id"] in seen:
+            repeated += 1
+            continue
+        seen.add(envelope["event_id"])
         with continue_trace(record.trace_header):
             data: dict[str, Any] = envelope["data"]
             payment_id = data["payment_id"]
@@ -44,4 +55,9 @@ def notifications_of(records: Iterable[KafkaRecord], facts: PaymentFacts) -> lis
             amount, currency = known[payment_id]
             notifications.append(notification_from_envelope(envelope, amount, currency))
             logger.debug("status change to notify", extra={"event_id": envelope["event_id"]})
+    if repeated:
+        logger.info(
+            "repeated records of an event in the batch, notified once",
+            extra={"repeated_records": repeated},
+        )
     return notifications

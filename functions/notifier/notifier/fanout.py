@@ -1,6 +1,8 @@
 """Fan a batch of notifications out to their subscribers, within a time budget.
 
-Exactly one delivery per (subscription, event) in the normal case, at least one always:
+Exactly one delivery per (subscription, event) in the normal case, at least one always. Copies
+of one event in the batch are first reduced to the first one (the set below is read once per
+batch, so it would answer "not delivered" for each), then:
 
     in the delivered set? ──yes──▶ skip (a re-delivered Kafka record)
          │no
@@ -138,6 +140,13 @@ class Fanout:
         (a `clock()` value). Raises if DynamoDB or the dead-letter topic fail: the batch is then
         retried whole, and the delivered set skips what already went out."""
         report = BatchReport()
+        # The delivered set is read once, before anything is sent, so it cannot tell two copies
+        # of one event in this batch apart: the first copy (its place keeps the order) stands
+        # for all of them.
+        first: dict[str, Notification] = {}
+        for notification in notifications:
+            first.setdefault(notification.event_id, notification)
+        notifications = list(first.values())
         if not notifications:
             return report
         with ThreadPoolExecutor(
