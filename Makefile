@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 	sam-venv sam-build invoke deploy-local localstack-down compose-plugin
 
 help: ## list the targets
-	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
+	@grep -E '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  %-20s %s\n", $$1, $$2}'
 
 $(STAMP): requirements.txt requirements-dev.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV) >&2
@@ -32,7 +32,7 @@ status: venv ## what runs and where
 logs: venv ## follow the stack's logs
 	$(PY) -m infra logs
 
-env: venv ## the endpoints as shell assignments: eval "$$(make -s env)"
+env: venv ## the endpoints as shell assignments: eval "$(make -s env)"
 	@$(PY) -m infra env
 
 # ARGS go to pytest, e.g. make test ARGS="-k kafka -x"
