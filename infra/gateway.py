@@ -43,5 +43,9 @@ class Emulator(Service):
         # and the first payments of a demo or a test should not pay it (EMULATOR_PREWARM=0 to
         # see cold starts as Lambda users do).
         env.setdefault("EMULATOR_PREWARM", "1")
+        # A subsegment per SQL statement cost +24..49 ms per POST on two cores
+        # (benchmarks/tracing_cost.py); the named SQL steps (append, read_stream, ...) stay in
+        # every trace. CONSIM_TRACE_SQL_STATEMENTS=true brings the statements back.
+        env.setdefault("CONSIM_TRACE_SQL_STATEMENTS", "false")
         argv = [sys.executable, "-m", "emulator", "serve"]
         processes.spawn(argv, self.pid_file, self.log_file, env=env, cwd=REPO_ROOT)
