@@ -72,7 +72,9 @@ def wire(
     config = settings()
     policy = RetryPolicy.from_settings(config)
     if store is None:
-        publisher = KafkaEventPublisher(config.kafka_bootstrap, config.payment_events_topic)
+        publisher = KafkaEventPublisher(
+            config.kafka_bootstrap, config.payment_events_topic, config.kafka_fast_path_timeout_s
+        )
         store = PostgresEventStore.from_url(config.database_url, publisher)
     client = client or HttpPaymentProvider()
     router = ProviderRouter(client, policy, instances=instances)

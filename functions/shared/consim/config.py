@@ -57,6 +57,15 @@ class Settings:
     payment_events_topic: str = field(
         default_factory=lambda: _env("PAYMENT_EVENTS_TOPIC", "payment-events")
     )
+    # The publish right after a commit (the outbox fast path) gives up after this long and
+    # leaves the events to the relay, so a broker outage costs a request at most this much;
+    # the relay's own publishes wait KAFKA_PUBLISH_TIMEOUT_S.
+    kafka_fast_path_timeout_s: float = field(
+        default_factory=lambda: _env_float("KAFKA_FAST_PATH_TIMEOUT_S", 1.0)
+    )
+    kafka_publish_timeout_s: float = field(
+        default_factory=lambda: _env_float("KAFKA_PUBLISH_TIMEOUT_S", 5.0)
+    )
     dead_letter_topic: str = field(
         default_factory=lambda: _env("DEAD_LETTER_TOPIC", "payment-events-dlq")
     )

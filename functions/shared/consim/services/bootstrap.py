@@ -15,8 +15,20 @@ from consim.config import settings
 
 @cache
 def kafka_publisher() -> KafkaEventPublisher:
+    """The relay's publisher: it may wait for the broker (KAFKA_PUBLISH_TIMEOUT_S)."""
     config = settings()
-    return KafkaEventPublisher(config.kafka_bootstrap, config.payment_events_topic)
+    return KafkaEventPublisher(
+        config.kafka_bootstrap, config.payment_events_topic, config.kafka_publish_timeout_s
+    )
+
+
+@cache
+def fast_path_publisher() -> KafkaEventPublisher:
+    """The publisher a request uses right after its commit: short timeout, the relay backs it."""
+    config = settings()
+    return KafkaEventPublisher(
+        config.kafka_bootstrap, config.payment_events_topic, config.kafka_fast_path_timeout_s
+    )
 
 
 @cache
@@ -25,7 +37,7 @@ def event_store() -> PostgresEventStore:
     # One request at a time per Lambda environment; the benchmark and tests size it up.
     max_size = int(os.environ.get("EVENT_STORE_POOL_SIZE", "4"))
     return PostgresEventStore(
-        open_pool(settings().database_url, max_size=max_size), kafka_publisher()
+        open_pool(settings().database_url, max_size=max_size), fast_path_publisher()
     )
 
 
