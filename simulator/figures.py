@@ -65,6 +65,12 @@ def end_to_end(
     return dict(result)
 
 
+def redelivered(notifications: list[dict[str, Any]]) -> int:
+    """Copies of a message a subscription had already received (same event id)."""
+    distinct = {(n.get("subscription_id"), n.get("event_id")) for n in notifications}
+    return len(notifications) - len(distinct)
+
+
 def series(outcomes: list[dict[str, Any]], late_threshold_ms: float) -> list[dict[str, Any]]:
     """One row per second of intended send time: counts per category, late, p50/p99/max."""
     if not outcomes:
@@ -133,6 +139,7 @@ def compute(
         "e2e_latency": {k: percentiles(from_values_ms(v)).as_dict() for k, v in e2e.items()},
         "e2e_distribution": {k: distribution(from_values_ms(v)) for k, v in e2e.items()},
         "notifications": len(notifications),
+        "notifications_redelivered": redelivered(notifications),
         "series": series(outcomes, late_threshold_ms),
         "latency_points": [
             [round(o["intended"], 3), round(v, 2), category(o)]

@@ -111,6 +111,7 @@ class Slo:
     max_late_share: float
     max_dropped: int
     min_accepted_share: float
+    max_redelivered: int = 0
 
 
 @dataclass(frozen=True)
@@ -157,6 +158,7 @@ DEFAULTS: dict[str, Any] = {
         "max_late_share": 0.01,
         "max_dropped": 0,
         "min_accepted_share": 0.0,
+        "max_redelivered": 0,
     },
     "late_threshold_ms": 50,
     "drop_after_s": 10,
@@ -349,6 +351,7 @@ def from_mapping(raw_in: dict[str, Any]) -> Scenario:
         max_late_share=_share(slo_raw, "max_late_share", "slo."),
         max_dropped=_int(slo_raw, "max_dropped", "slo."),
         min_accepted_share=_share(slo_raw, "min_accepted_share", "slo."),
+        max_redelivered=_int(slo_raw, "max_redelivered", "slo."),
     )
 
     notifications = raw.get("notifications") or {}

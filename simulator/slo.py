@@ -41,6 +41,16 @@ def judge(slo: Slo, figures: dict[str, Any], drained: bool, pending: int) -> lis
             figures["dropped"] <= slo.max_dropped,
         ),
     ]
+    # Older run records have no count of redeliveries: judged as none.
+    copies = figures.get("notifications_redelivered", 0)
+    results.append(
+        SloResult(
+            "redelivered notifications",
+            f"<= {slo.max_redelivered}",
+            str(copies),
+            copies <= slo.max_redelivered,
+        )
+    )
     keys = figures["payment_keys"] or 1
     accepted_share = figures["payments_accepted"] / keys
     if slo.min_accepted_share > 0:

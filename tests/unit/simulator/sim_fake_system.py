@@ -3,7 +3,8 @@
 It speaks the API contract over real HTTP (aiohttp), keeps an event store in memory, processes
 each payment a moment after accepting it, and signs webhooks the Standard Webhooks way. The
 matching inspector reads its state the way the real one reads Postgres, DynamoDB, the provider
-and Kafka. Bugs: "ignore-limit", "double-notify", "lose-publish", "double-charge".
+and Kafka. Bugs: "ignore-limit", "double-notify", "lose-notify", "lose-publish",
+"double-charge".
 """
 
 from __future__ import annotations
@@ -208,7 +209,8 @@ class FakeSystem:
             "FundsCaptured",
             {"payment_id": payment_id, "amount": body["amount"]},
         )
-        await self._notify(final, body, "authorized")
+        if self.bug != "lose-notify":
+            await self._notify(final, body, "authorized")
         if self.bug == "double-notify":
             await self._notify(final, body, "authorized")
 

@@ -81,6 +81,20 @@ def test_slos_fail_when_figures_pass_their_targets() -> None:
     failed = [s.name for s in slo.judge(scenario.slo, slow, drained=False, pending=3) if not s.ok]
     assert failed == ["drained", "API p99"]
 
+    copied = base | {"notifications_redelivered": 2}
+    failed = [s.name for s in slo.judge(scenario.slo, copied, drained=True, pending=0) if not s.ok]
+    assert failed == ["redelivered notifications"]
+
+
+def test_a_scenario_that_kills_the_notifier_may_allow_redeliveries() -> None:
+    scenario = sc.load("worker-crash")
+    base = figures.compute([outcome("k", 0, 0.1, "p")], [], duration_s=1, late_threshold_ms=50)
+    base["e2e_latency"] = {"webhook": {"p99_ms": 100.0}}
+    copied = base | {"notifications_redelivered": scenario.slo.max_redelivered}
+
+    assert scenario.slo.max_redelivered > 0
+    assert all(s.ok for s in slo.judge(scenario.slo, copied, drained=True, pending=0))
+
 
 def test_a_failing_timeline_step_is_reported_and_the_others_still_run() -> None:
     done: list[str] = []

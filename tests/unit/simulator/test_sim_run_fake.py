@@ -87,7 +87,7 @@ def test_an_honest_system_passes_and_the_run_folder_is_complete(tmp_path: Path) 
     ("bug", "check"),
     [
         ("ignore-limit", "limits"),
-        ("double-notify", "notifications"),
+        ("lose-notify", "notifications"),
         ("lose-publish", "kafka"),
         ("double-charge", "provider"),
     ],
@@ -100,6 +100,16 @@ def test_a_planted_bug_fails_its_invariant(tmp_path: Path, bug: str, check: str)
 
     failed = {c["key"] for c in record["checks"] if not c["ok"]}
     assert check in failed
+    assert record["ok"] is False
+
+
+def test_a_notifier_that_sends_twice_fails_the_redelivery_slo(tmp_path: Path) -> None:
+    scenario = small_scenario(settle_timeout_s=0.5, duration=1.5)
+    record = run_against(FakeSystem(bug="double-notify"), scenario, tmp_path)
+
+    failed_slos = {s["name"] for s in record["slos"] if not s["ok"]}
+    assert record["figures"]["notifications_redelivered"] > 0
+    assert "redelivered notifications" in failed_slos
     assert record["ok"] is False
 
 
