@@ -29,3 +29,24 @@ def test_both_timeouts_come_from_the_environment(monkeypatch) -> None:
 
     assert bootstrap.fast_path_publisher()._timeout == 0.25
     assert bootstrap.kafka_publisher()._timeout == 9.0
+
+
+def test_the_producer_gives_up_finding_the_brokers_within_the_timeout(monkeypatch) -> None:
+    # kafka-python's constructor bootstraps eagerly and waits 30 s for a broker by default: a
+    # worker starting during an outage would block past the API's own timeout.
+    import kafka
+
+    made: list[dict] = []
+
+    class Recording:
+        def __init__(self, **config) -> None:
+            made.append(config)
+
+    monkeypatch.setattr(kafka, "KafkaProducer", Recording)
+    from consim.adapters.kafka_publisher import KafkaEventPublisher
+
+    KafkaEventPublisher("127.0.0.1:1", "payment-events", timeout=0.5)._get_producer()
+
+    assert made[0]["bootstrap_timeout_ms"] == 500
+    assert made[0]["max_block_ms"] == 500
+    assert made[0]["request_timeout_ms"] == 500

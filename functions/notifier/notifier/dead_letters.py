@@ -58,6 +58,7 @@ class KafkaDeadLetters:
                     acks="all",
                     linger_ms=0,
                     request_timeout_ms=5000,
+                    bootstrap_timeout_ms=5000,  # not the 30 s default of the constructor
                     max_block_ms=5000,
                 )
         return self._producer

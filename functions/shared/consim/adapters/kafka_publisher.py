@@ -42,6 +42,10 @@ class KafkaEventPublisher(EventPublisher):
                     retries=3,
                     request_timeout_ms=int(self._timeout * 1000),
                     max_block_ms=int(self._timeout * 1000),
+                    # The constructor finds the brokers' versions before it returns: with the
+                    # broker down it would block 30 s, so a cold start during an outage would
+                    # outlive the API's timeout (measured: 10 s Sandbox.Timedout, 502s).
+                    bootstrap_timeout_ms=int(self._timeout * 1000),
                 )
             return self._producer
 
