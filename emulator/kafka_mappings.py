@@ -28,6 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
 
 from emulator.invokers import Invoker, Outcome
@@ -44,6 +45,11 @@ from emulator.template import KafkaEvent, Template
 log = get_logger("emulator.kafka_mappings")
 
 MAX_BACKOFF_S = 8.0
+SESSION_TIMEOUT_MS = 10_000
+# kafka-python lets the pause between reconnects grow to 30 s: after a 15 s broker outage the
+# processor's consumer slept 31 s more before it fetched again (broker-outage scenario). 1 s is
+# the Java client's ceiling.
+RECONNECT_BACKOFF_MAX_MS = 1_000
 Batch = dict[str, list[KafkaRecord]]
 
 
@@ -117,9 +123,18 @@ class KafkaMapping(threading.Thread):
             else "latest",
             max_poll_records=self.mapping.batch_size,
             max_poll_interval_ms=1_800_000,  # retries of a slow function may take a while
+            # A consumer that dies while the broker is away cannot say LeaveGroup, and the
+            # restarted broker loads it back as a member: the next consumer of the mapping then
+            # waits in the rebalance until that ghost's session expires. kafka-python's 45 s
+            # default held the notifier's partitions 45 s after a broker restart (measured in
+            # the broker-outage scenario). The broker accepts sessions from 6 s; heartbeats run on
+            # the client's own thread, so a long invocation does not end the session.
+            session_timeout_ms=SESSION_TIMEOUT_MS,
+            heartbeat_interval_ms=SESSION_TIMEOUT_MS // 3,
             # A topic created after the mapping started is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
             client_id=self.name,
+            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
         )
         log.info(
             "kafka mapping started",
@@ -176,7 +191,28 @@ class KafkaMapping(threading.Thread):
             for topic, partition, next_offset in positions.values()
         }
         if offsets:
-            consumer.commit(offsets)
+            self._commit(consumer, offsets)
+
+    def _commit(self, consumer: KafkaConsumer, offsets: dict[TopicPartition, Any]) -> None:
+        """Commit on the same consumer until the broker takes it. With the broker down, a new
+        consumer would join as a new member while the restarted broker still counts the old
+        one, and the mapping would wait out that ghost's session; the same consumer rejoins as
+        itself and resumes at once. A rebalance that took the partitions away is final: the
+        new owner gets the records again."""
+        attempt = 0
+        while not self._stopping.is_set():
+            try:
+                consumer.commit(offsets)
+                return
+            except CommitFailedError:
+                raise
+            except KafkaError as exc:
+                attempt += 1
+                log.warning(
+                    "offset commit failed, retrying",
+                    extra={**self._log_fields(), "attempt": attempt, "error": str(exc)},
+                )
+                self._stopping.wait(min(RECONNECT_BACKOFF_MAX_MS / 1000, 0.1 * 2**attempt))
 
     def _deliver(self, batch: Batch) -> dict[str, tuple[str, int, int]]:
         """Deliver until done, retrying what fails; returns, per partition, the offset to
@@ -247,7 +283,11 @@ class KafkaMapping(threading.Thread):
     def _send_to_failure_topic(self, batch: Batch, outcome: Outcome, attempts: int) -> None:
         with self._producer_lock:  # partitions fail in threads of their own
             if self._producer is None:
-                self._producer = KafkaProducer(bootstrap_servers=self.bootstrap_servers, acks="all")
+                self._producer = KafkaProducer(
+                    bootstrap_servers=self.bootstrap_servers,
+                    acks="all",
+                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                )
         error = outcome.payload if isinstance(outcome.payload, dict) else {}
         reason = f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"[:1000]
         futures = []

@@ -60,6 +60,7 @@ class KafkaDeadLetters:
                     request_timeout_ms=5000,
                     bootstrap_timeout_ms=5000,  # not the 30 s default of the constructor
                     max_block_ms=5000,
+                    reconnect_backoff_max_ms=1000,  # not 30 s of silence after an outage
                 )
         return self._producer
 

@@ -46,6 +46,9 @@ class KafkaEventPublisher(EventPublisher):
                     # broker down it would block 30 s, so a cold start during an outage would
                     # outlive the API's timeout (measured: 10 s Sandbox.Timedout, 502s).
                     bootstrap_timeout_ms=int(self._timeout * 1000),
+                    # kafka-python lets the pause between reconnects grow to 30 s; after a
+                    # broker outage a warm worker would stay cut off that long.
+                    reconnect_backoff_max_ms=1000,
                 )
             return self._producer
 
