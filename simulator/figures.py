@@ -39,17 +39,43 @@ def category(o: dict[str, Any]) -> str:
     return "error"
 
 
+def _key_starts(outcomes: list[dict[str, Any]]) -> dict[str, float]:
+    """Each Idempotency-Key's first intended send: when its payment was first asked for."""
+    starts: dict[str, float] = {}
+    for o in outcomes:
+        starts[o["idempotency_key"]] = min(starts.get(o["idempotency_key"], 1e18), o["intended"])
+    return starts
+
+
+def measured(outcomes: list[dict[str, Any]], warmup_s: float) -> list[dict[str, Any]]:
+    """The sends of payments first asked for after the warm-up. The warm-up's payments are
+    real (they are counted, and the invariants check them); only the latency percentiles leave
+    them out, since they mostly time the cold starts of the workers that a rising load adds."""
+    if warmup_s <= 0:
+        return outcomes
+    starts = _key_starts(outcomes)
+    return [o for o in outcomes if starts[o["idempotency_key"]] >= warmup_s]
+
+
+def warmup_note(figures: dict[str, Any]) -> str:
+    """One line saying what the percentiles leave out, or "" when they leave out nothing."""
+    warmup = figures.get("warmup_s") or 0
+    if warmup <= 0:
+        return ""
+    left_out = figures["sends_planned"] - figures.get("measured_sends", figures["sends_planned"])
+    return (
+        f"latency after a {warmup:g} s warm-up: its {left_out} sends are counted and checked, "
+        "not timed"
+    )
+
+
 def end_to_end(
     outcomes: list[dict[str, Any]], notifications: list[dict[str, Any]]
 ) -> dict[str, list[float]]:
     """Per notification kind, ms from a payment's intended first send to its final status
     notification's arrival (the first subscription of that kind to get it)."""
     intended: dict[str, float] = {}
-    key_start: dict[str, float] = {}
-    for o in outcomes:
-        key_start[o["idempotency_key"]] = min(
-            key_start.get(o["idempotency_key"], 1e18), o["intended"]
-        )
+    key_start = _key_starts(outcomes)
     for o in outcomes:
         if o.get("payment_id"):
             intended[o["payment_id"]] = key_start[o["idempotency_key"]]
@@ -103,6 +129,7 @@ def compute(
     *,
     duration_s: float,
     late_threshold_ms: float,
+    warmup_s: float = 0.0,
 ) -> dict[str, Any]:
     counts = dict.fromkeys(CATEGORIES, 0)
     for o in outcomes:
@@ -111,10 +138,11 @@ def compute(
     sent = sum(1 for o in outcomes if o.get("sent") is not None)
     answered = sum(1 for o in outcomes if o.get("status") is not None)
     late = sum(1 for o in outcomes if (_lateness(o) or 0) > late_threshold_ms)
-    api_values = [v for o in outcomes if (v := _latency(o)) is not None]
-    accepted_values = [v for o in outcomes if category(o) == "accepted" and (v := _latency(o))]
+    timed = measured(outcomes, warmup_s)
+    api_values = [v for o in timed if (v := _latency(o)) is not None]
+    accepted_values = [v for o in timed if category(o) == "accepted" and (v := _latency(o))]
     api = from_values_ms(api_values)
-    e2e = end_to_end(outcomes, notifications)
+    e2e = end_to_end(timed, notifications)
     statuses: dict[str, int] = defaultdict(int)
     for o in outcomes:
         statuses[str(o.get("status") or "none")] += 1
@@ -133,6 +161,8 @@ def compute(
         "payments_accepted": len(payments),
         "payment_keys": len({o["idempotency_key"] for o in outcomes}),
         "offered_rate": len({o["idempotency_key"] for o in outcomes}) / duration_s,
+        "warmup_s": warmup_s,
+        "measured_sends": len(timed),
         "api_latency": percentiles(api).as_dict(),
         "api_latency_accepted": percentiles(from_values_ms(accepted_values)).as_dict(),
         "api_distribution": distribution(api),

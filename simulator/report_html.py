@@ -6,7 +6,7 @@ import html
 import math
 from typing import Any
 
-from simulator.figures import CATEGORIES
+from simulator.figures import CATEGORIES, warmup_note
 
 W, H = 760, 260
 PAD_L, PAD_R, PAD_T, PAD_B = 60, 20, 20, 40
@@ -295,7 +295,8 @@ def render(run: dict[str, Any]) -> str:
             ["measure", "count", "p50 ms", "p90 ms", "p99 ms", "p99.9 ms", "max ms"],
             _latency_rows(figures),
         ),
-        "<p>Latency is measured from each request's <em>intended</em> send time (open model).</p>",
+        "<p>Latency is measured from each request's <em>intended</em> send time (open model)."
+        f" {html.escape(warmup_note(figures))}</p>",
         "<h2>Latency over time</h2>",
         latency_over_time(figures, timeline),
         "<h2>Latency distribution</h2>",

@@ -226,6 +226,7 @@ async def execute(
         evidence.notifications,
         duration_s=scenario.duration,
         late_threshold_ms=scenario.late_threshold_ms,
+        warmup_s=scenario.warmup,
     )
     slos = [
         s.as_dict() for s in slo.judge(scenario.slo, figures, drain["complete"], drain["pending"])

@@ -4,7 +4,8 @@ A scenario says who pays (accounts), how often (arrival), how much (amounts), ho
 retries with the same Idempotency-Key, what the provider and the infrastructure do over time
 (provider steps, chaos steps) and what must hold at the end (SLOs). Every value can be overridden
 from the command line by its dotted path (``arrival.rate=20``); a run shortened that way skips
-the provider steps, chaos steps and bursts that would fall after its end.
+the provider steps, chaos steps and bursts that would fall after its end, and a warm-up that would
+fill it.
 """
 
 from __future__ import annotations
@@ -120,6 +121,7 @@ class Scenario:
     description: str
     seed: int
     duration: float
+    warmup: float  # the first seconds of load, left out of the latency percentiles
     arrival: Arrival
     accounts: AccountGroup
     hot: HotAccount | None
@@ -144,6 +146,7 @@ DEFAULTS: dict[str, Any] = {
     "description": "",
     "seed": 1,
     "duration": 30,
+    "warmup": 0,
     "arrival": {"profile": "steady", "rate": 10, "peak": None, "process": "poisson", "bursts": []},
     "accounts": {"count": 10, "currency": "EUR", "limit": 1_000_000, "balance": 0},
     "hot": None,
@@ -308,6 +311,10 @@ def from_mapping(raw_in: dict[str, Any]) -> Scenario:
     if not isinstance(name, str) or not name:
         raise ScenarioError("a scenario needs a name")
     duration = _number(raw, "duration", "", minimum=0.1)
+    # Like the steps after its end, a warm-up that would fill a shortened run is dropped.
+    warmup = _number(raw, "warmup", "")
+    if warmup >= duration:
+        warmup = 0.0
 
     accounts_raw = raw["accounts"]
     accounts = AccountGroup(
@@ -365,6 +372,7 @@ def from_mapping(raw_in: dict[str, Any]) -> Scenario:
         description=str(raw.get("description") or ""),
         seed=_int(raw, "seed", ""),
         duration=duration,
+        warmup=warmup,
         arrival=_arrival(raw["arrival"], duration),
         accounts=accounts,
         hot=hot,

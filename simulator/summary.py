@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+from simulator.figures import warmup_note
+
 
 def table(rows: list[list[str]]) -> str:
     widths = [max(len(str(row[i])) for row in rows) for i in range(len(rows[0]))]
@@ -71,7 +73,10 @@ def render(run: dict[str, Any]) -> str:
         f"HTTP statuses: {statuses}"
     )
     timeline = run.get("timeline") or []
-    lines = [head, "", latency_table(f), "", checks_table(run.get("checks", [])), ""]
+    latency = latency_table(f)
+    if warmup_note(f):
+        latency += "\n" + warmup_note(f)
+    lines = [head, "", latency, "", checks_table(run.get("checks", [])), ""]
     lines += [slo_table(run.get("slos", []))]
     if timeline:
         rows = [["at", "what", "result"]]

@@ -70,6 +70,40 @@ def test_compute_counts_categories_late_sends_and_latency() -> None:
     assert [row["intended"] for row in result["series"]] == [3, 1]
 
 
+def test_the_warm_up_is_counted_but_not_timed() -> None:
+    cold = outcome("k1", 0.5, 4.5, "p1")  # 4 s: a cold start
+    retried_late = outcome("k1", 11.0, 11.1, "p1")  # its retry falls after the warm-up
+    failed = outcome("k2", 1.0, 1.1, None, status=500)
+    warm = outcome("k3", 12.0, 12.05, "p3")
+    notifications = [
+        {"kind": "webhook", "payment_id": "p1", "status": "authorized", "received": 6.0},
+        {"kind": "webhook", "payment_id": "p3", "status": "authorized", "received": 12.3},
+    ]
+
+    result = figures.compute(
+        [cold, retried_late, failed, warm],
+        notifications,
+        duration_s=20,
+        late_threshold_ms=50,
+        warmup_s=10,
+    )
+
+    assert result["errors"] == 1
+    assert result["sends_planned"] == 4 and result["measured_sends"] == 1
+    assert result["api_latency"]["count"] == 1
+    assert result["api_latency"]["max_ms"] == pytest.approx(50, rel=0.01)
+    assert result["e2e_latency"]["webhook"]["count"] == 1
+    assert result["e2e_latency"]["webhook"]["max_ms"] == pytest.approx(300, rel=0.01)
+    assert len(result["latency_points"]) == 4  # the plot over time still shows the warm-up
+    assert "10 s warm-up: its 3 sends" in figures.warmup_note(result)
+
+    unwarmed = figures.compute(
+        [cold, retried_late, failed, warm], notifications, duration_s=20, late_threshold_ms=50
+    )
+    assert unwarmed["api_latency"]["count"] == 4
+    assert figures.warmup_note(unwarmed) == ""
+
+
 def test_slos_fail_when_figures_pass_their_targets() -> None:
     scenario = sc.load("demo")
     base = figures.compute([outcome("k", 0, 0.1, "p")], [], duration_s=1, late_threshold_ms=50)

@@ -85,11 +85,18 @@ def test_an_override_value_is_read_as_yaml() -> None:
         ("chaos", [{"at": 1, "action": "kill-worker"}], "function"),
         ("provider", [{"at": 1, "provider": "third", "knobs": {"outage": True}}], "provider"),
         ("colour", "blue", "unknown"),
+        ("warmup", -1, "warmup"),
     ],
 )
 def test_invalid_scenarios_are_refused(path: str, value: object, complaint: str) -> None:
     with pytest.raises(sc.ScenarioError, match=complaint):
         sc.load("demo", [(path, value)])
+
+
+def test_a_run_shortened_to_its_warm_up_or_less_has_none() -> None:
+    assert sc.load("demo").warmup == 10
+    assert sc.load("demo", [("duration", 30)]).warmup == 10
+    assert sc.load("demo", [("duration", 10)]).warmup == 0
 
 
 def test_an_unknown_scenario_names_the_shipped_ones() -> None:
