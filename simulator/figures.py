@@ -64,8 +64,8 @@ def warmup_note(figures: dict[str, Any]) -> str:
         return ""
     left_out = figures["sends_planned"] - figures.get("measured_sends", figures["sends_planned"])
     return (
-        f"latency after a {warmup:g} s warm-up: its {left_out} sends are counted and checked, "
-        "not timed"
+        f"Latency after a {warmup:g} s warm-up: its {left_out} sends are counted and checked, "
+        "not timed."
     )
 
 
