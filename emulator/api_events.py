@@ -17,8 +17,6 @@ from typing import Any
 from emulator.intrinsics import ACCOUNT_ID
 from emulator.routes import RouteMatch
 
-INTERNAL_ERROR = {"message": "Internal server error"}
-
 
 @dataclass(frozen=True)
 class HttpRequest:
@@ -116,18 +114,11 @@ def proxy_event(
     }
 
 
-def json_response(status: int, document: Any, headers: list[tuple[str, str]] | None = None):
-    return HttpResponse(
-        status,
-        [("Content-Type", "application/json"), *(headers or [])],
-        json.dumps(document).encode(),
-    )
-
-
-def http_response(answer: Any) -> HttpResponse:
-    """A function's proxy answer as HTTP; what API Gateway cannot read is its 502."""
+def http_response(answer: Any) -> HttpResponse | None:
+    """A function's proxy answer as HTTP; None for one API Gateway cannot read (it answers its
+    own 502 instead)."""
     if not isinstance(answer, dict) or "statusCode" not in answer:
-        return json_response(502, INTERNAL_ERROR)
+        return None
     try:
         status = int(answer["statusCode"])
         headers: list[tuple[str, str]] = []
@@ -146,7 +137,7 @@ def http_response(answer: Any) -> HttpResponse:
         else:
             raw = (body if isinstance(body, str) else json.dumps(body)).encode()
     except (TypeError, ValueError, AttributeError):
-        return json_response(502, INTERNAL_ERROR)
+        return None
     if not any(name.lower() == "content-type" for name, _ in headers):
         headers.append(("Content-Type", "application/json"))
     return HttpResponse(status, headers, raw)

@@ -1,8 +1,11 @@
 """The HTTP face of the native stack: API Gateway for the template's Api events, the Lambda Invoke
 API, the emulator's admin routes, and the pages other modules contribute (live page, traces).
 
-An unknown path answers 403 {"message": "Missing Authentication Token"}, as API Gateway does; a
-function error or an unreadable answer is 502 {"message": "Internal server error"}.
+The gateway's own answers are API Gateway's: an unknown path is 403 {"message": "Missing
+Authentication Token"}, a missing or unknown key 403 {"message": "Forbidden"}, a function error or
+an unreadable answer 502 {"message": "Internal server error"}, unless the Api's GatewayResponses
+in the template say otherwise (emulator.gateway_responses). An unknown path answers as the Api
+with the most routes would.
 """
 
 from __future__ import annotations
@@ -11,12 +14,13 @@ import asyncio
 import importlib
 import importlib.util
 import uuid
+from collections import Counter
 
 from aiohttp import web
 from consim.config import Settings
 
-from emulator import invoke
-from emulator.api_events import INTERNAL_ERROR, HttpRequest, http_response, proxy_event
+from emulator import gateway_responses, invoke
+from emulator.api_events import HttpRequest, http_response, proxy_event
 from emulator.apikeys import ApiKeyChecker
 from emulator.invoke import RUNTIME
 from emulator.logs import get_logger
@@ -51,20 +55,33 @@ class ApiGateway:
         self.runtime = runtime
         self.api_keys = api_keys
         self.routes = route_table(runtime)
+        apis = Counter(route.event.api_id for route in self.routes.routes)
+        self._busiest_api = apis.most_common(1)[0][0] if apis else ""
         self._outliving: set[asyncio.Future] = set()  # invocations past the API's timeout
 
+    def _refusal(
+        self, api_id: str, response_type: str, request_id: str, headers: dict | None = None
+    ) -> web.Response:
+        responses = self.runtime.template.gateway_responses.get(api_id, {})
+        answer = gateway_responses.answer(responses, response_type, request_id)
+        response = web.Response(status=answer.status, body=answer.body)
+        for name, value in {**answer.headers, **(headers or {})}.items():
+            response.headers[name] = value
+        return response
+
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        request_id = str(uuid.uuid4())
         match = self.routes.match(request.method, request.path)
         if match is None:
-            return _json(403, {"message": "Missing Authentication Token"})
+            return self._refusal(self._busiest_api, "MISSING_AUTHENTICATION_TOKEN", request_id)
 
+        api_id = match.route.event.api_id
         api_key = request.headers.get("x-api-key")
         if match.route.event.api_key_required and not (
             api_key and await self.api_keys.is_known(api_key)
         ):
-            return _json(403, {"message": "Forbidden"})
+            return self._refusal(api_id, "INVALID_API_KEY", request_id)
 
-        request_id = str(uuid.uuid4())
         event = proxy_event(await self._http_request(request), match, request_id, api_key)
         # The caller's trace continues; otherwise the function's invocation starts one.
         trace_header = request.headers.get("X-Amzn-Trace-Id")
@@ -79,11 +96,11 @@ class ApiGateway:
         if not done:
             self._outliving.add(invocation)
             invocation.add_done_callback(self._outliving.discard)
-            return _json(504, {"message": "Endpoint request timed out"}, headers)
+            return self._refusal(api_id, "INTEGRATION_TIMEOUT", request_id, headers)
         try:
             result = invocation.result()
         except Throttled:
-            return _json(429, {"message": "Too Many Requests"}, headers)
+            return self._refusal(api_id, "THROTTLED", request_id, headers)
         if not result.ok:
             log.warning(
                 "function error behind the api",
@@ -93,9 +110,15 @@ class ApiGateway:
                     "error_type": result.error_type,
                 },
             )
-            return _json(502, INTERNAL_ERROR, headers)
+            return self._refusal(api_id, "DEFAULT_5XX", request_id, headers)
 
         answer = http_response(result.payload)
+        if answer is None:
+            log.warning(
+                "unreadable answer behind the api",
+                extra={"function": match.route.function, "request_id": result.request_id},
+            )
+            return self._refusal(api_id, "DEFAULT_5XX", request_id, headers)
         response = web.Response(status=answer.status, body=answer.body)
         for name, value in answer.headers:
             response.headers.add(name, value)

@@ -15,6 +15,8 @@ from typing import Any
 from cfnlint.decode import cfn_yaml
 from consim.config import REPO_ROOT, Settings
 
+from emulator import gateway_responses as gateway_responses_mod
+from emulator.gateway_responses import GatewayResponse
 from emulator.intrinsics import Resolver, TemplateError
 
 FUNCTION_TYPES = {"AWS::Serverless::Function"}
@@ -82,6 +84,8 @@ class Template:
     path: Path
     parameters: Mapping[str, Any]
     functions: Mapping[str, FunctionSpec] = field(default_factory=dict)
+    # Api logical id -> its GatewayResponses (response type -> response).
+    gateway_responses: Mapping[str, Mapping[str, GatewayResponse]] = field(default_factory=dict)
 
     def function(self, name: str) -> FunctionSpec:
         """A function by logical id, FunctionName or ARN (as the Invoke API accepts)."""
@@ -156,7 +160,19 @@ def load_template(
         for logical_id, resource in resources.items()
         if resource.get("Type") in FUNCTION_TYPES and _included(resolver, resource)
     }
-    return Template(path=path, parameters=parameters, functions=functions)
+    gateway_responses = {
+        logical_id: gateway_responses_mod.parse(
+            resolver.resolve((resource.get("Properties") or {}).get("GatewayResponses"))
+        )
+        for logical_id, resource in resources.items()
+        if resource.get("Type") == "AWS::Serverless::Api" and _included(resolver, resource)
+    }
+    return Template(
+        path=path,
+        parameters=parameters,
+        functions=functions,
+        gateway_responses=gateway_responses,
+    )
 
 
 def _included(resolver: Resolver, resource: Mapping[str, Any]) -> bool:

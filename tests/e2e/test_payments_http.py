@@ -97,6 +97,21 @@ def test_health_through_the_gateway_needs_no_key() -> None:
     assert check("GET", "/health", response)["status"] == "ok"
 
 
+def test_the_gateways_own_refusals_are_problem_json() -> None:
+    no_key = requests.get(gateway_url() + "/payments/some-id", timeout=30)
+    wrong_key = requests.get(
+        gateway_url() + "/payments/some-id", headers={"x-api-key": "ck_nobody"}, timeout=30
+    )
+    no_route = requests.get(gateway_url() + "/no-such-route", timeout=30)
+
+    for response in (no_key, wrong_key):
+        body = check("GET", "/payments/{id}", response)
+        assert response.status_code == 403 and body["type"].endswith("/api-key-required")
+    assert no_route.status_code == 404
+    assert no_route.headers["Content-Type"] == "application/problem+json"
+    assert no_route.json()["type"].endswith("/no-such-route")
+
+
 def test_pay_and_see_authorized_with_read_models_equal_to_the_fold(api) -> None:
     account = open_account(api)
     accepted = pay(api, account["id"], 12)
