@@ -105,7 +105,7 @@ def test_the_gateways_own_refusals_are_problem_json() -> None:
     no_route = requests.get(gateway_url() + "/no-such-route", timeout=30)
 
     for response in (no_key, wrong_key):
-        body = check("GET", "/payments/{id}", response)
+        body = check("GET", "/payments/{payment_id}", response)
         assert response.status_code == 403 and body["type"].endswith("/api-key-required")
     assert no_route.status_code == 404
     assert no_route.headers["Content-Type"] == "application/problem+json"
