@@ -5,6 +5,8 @@ from __future__ import annotations
 import pytest
 from consim.services import bootstrap
 
+pytestmark = pytest.mark.unit
+
 
 @pytest.fixture(autouse=True)
 def fresh_publishers():
