@@ -64,18 +64,14 @@ def parse(raw: Mapping[str, Any] | None) -> dict[str, GatewayResponse]:
 def answer(responses: Mapping[str, GatewayResponse], response_type: str, request_id: str) -> Answer:
     status, message = BUILT_IN[response_type]
     default = "DEFAULT_4XX" if status < 500 else "DEFAULT_5XX"
-    custom = responses.get(response_type) or responses.get(default)
-    if custom is None:
-        body = json.dumps({"message": message}).encode()
-        return Answer(status, {"Content-Type": "application/json"}, body)
-
+    custom = responses.get(response_type) or responses.get(default) or GatewayResponse()
     template = custom.templates.get("application/json")
     if template is None:
-        body = json.dumps({"message": message}).encode()
+        body = json.dumps({"message": message})
     else:
-        body = _render(template, message, response_type, request_id).encode()
+        body = _render(template, message, response_type, request_id)
     headers = {"Content-Type": "application/json", **custom.headers}
-    return Answer(custom.status or status, headers, body)
+    return Answer(custom.status or status, headers, body.encode())
 
 
 def _render(template: str, message: str, response_type: str, request_id: str) -> str:

@@ -27,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any
 
+from consim.config import KAFKA_RECONNECT_BACKOFF_MAX_MS
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError
 from kafka.structs import OffsetAndMetadata, TopicPartition
@@ -46,10 +47,6 @@ log = get_logger("emulator.kafka_mappings")
 
 MAX_BACKOFF_S = 8.0
 SESSION_TIMEOUT_MS = 10_000
-# kafka-python lets the pause between reconnects grow to 30 s: after a 15 s broker outage the
-# processor's consumer slept 31 s more before it fetched again (broker-outage scenario). 1 s is
-# the Java client's ceiling.
-RECONNECT_BACKOFF_MAX_MS = 1_000
 Batch = dict[str, list[KafkaRecord]]
 
 
@@ -134,7 +131,7 @@ class KafkaMapping(threading.Thread):
             # A topic created after the mapping started is noticed within seconds, not minutes.
             metadata_max_age_ms=5_000,
             client_id=self.name,
-            reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+            reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
         )
         log.info(
             "kafka mapping started",
@@ -212,7 +209,7 @@ class KafkaMapping(threading.Thread):
                     "offset commit failed, retrying",
                     extra={**self._log_fields(), "attempt": attempt, "error": str(exc)},
                 )
-                self._stopping.wait(min(RECONNECT_BACKOFF_MAX_MS / 1000, 0.1 * 2**attempt))
+                self._stopping.wait(min(KAFKA_RECONNECT_BACKOFF_MAX_MS / 1000, 0.1 * 2**attempt))
 
     def _deliver(self, batch: Batch) -> dict[str, tuple[str, int, int]]:
         """Deliver until done, retrying what fails; returns, per partition, the offset to
@@ -286,7 +283,7 @@ class KafkaMapping(threading.Thread):
                 self._producer = KafkaProducer(
                     bootstrap_servers=self.bootstrap_servers,
                     acks="all",
-                    reconnect_backoff_max_ms=RECONNECT_BACKOFF_MAX_MS,
+                    reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
                 )
         error = outcome.payload if isinstance(outcome.payload, dict) else {}
         reason = f"{error.get('errorType', 'Unknown')}: {error.get('errorMessage', '')}"[:1000]

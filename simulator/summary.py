@@ -73,9 +73,7 @@ def render(run: dict[str, Any]) -> str:
         f"HTTP statuses: {statuses}"
     )
     timeline = run.get("timeline") or []
-    latency = latency_table(f)
-    if warmup_note(f):
-        latency += "\n" + warmup_note(f)
+    latency = "\n".join(part for part in (latency_table(f), warmup_note(f)) if part)
     lines = [head, "", latency, "", checks_table(run.get("checks", [])), ""]
     lines += [slo_table(run.get("slos", []))]
     if timeline:

@@ -7,6 +7,7 @@ import threading
 from datetime import UTC, datetime
 from typing import Any, Protocol
 
+from consim.config import KAFKA_RECONNECT_BACKOFF_MAX_MS
 from consim.domain.notifications import DeliveryOutcome, Notification, Subscription
 
 
@@ -60,7 +61,7 @@ class KafkaDeadLetters:
                     request_timeout_ms=5000,
                     bootstrap_timeout_ms=5000,  # not the 30 s default of the constructor
                     max_block_ms=5000,
-                    reconnect_backoff_max_ms=1000,  # not 30 s of silence after an outage
+                    reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
                 )
         return self._producer
 

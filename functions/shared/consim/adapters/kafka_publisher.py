@@ -8,6 +8,7 @@ import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from consim.config import KAFKA_RECONNECT_BACKOFF_MAX_MS
 from consim.observability import current_trace_id, kafka_subsegment, kafka_trace_header
 
 from .envelope import TRACE_HEADER, partition_key, to_envelope, trace_header_of
@@ -46,9 +47,7 @@ class KafkaEventPublisher(EventPublisher):
                     # broker down it would block 30 s, so a cold start during an outage would
                     # outlive the API's timeout (measured: 10 s Sandbox.Timedout, 502s).
                     bootstrap_timeout_ms=int(self._timeout * 1000),
-                    # kafka-python lets the pause between reconnects grow to 30 s; after a
-                    # broker outage a warm worker would stay cut off that long.
-                    reconnect_backoff_max_ms=1000,
+                    reconnect_backoff_max_ms=KAFKA_RECONNECT_BACKOFF_MAX_MS,
                 )
             return self._producer
 
